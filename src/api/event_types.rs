@@ -1,0 +1,301 @@
+//! `/api/v1/event-type`: the catalogue of event kinds. DELETE archives (`?expunge=true` removes).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::error::ApiError;
+use super::json::{self, Patch};
+use super::pagination::{list_response, ListParams};
+use super::query::Query;
+use super::{body, no_content, query, reply, respond, with, Seg, State};
+use crate::domain::{validate, EventType, Timestamp, ValidationError};
+use crate::store::StoreError;
+
+/// POST body; PUT takes the same fields with the name from the path.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventTypeIn {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    archived: Option<bool>,
+    deprecated: Option<bool>,
+    schemas: Option<serde_json::Value>,
+    group_name: Option<String>,
+    feature_flags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventTypePatch {
+    description: Option<String>,
+    archived: Option<bool>,
+    deprecated: Option<bool>,
+    #[serde(default)]
+    schemas: Patch<serde_json::Value>,
+    #[serde(default)]
+    group_name: Patch<String>,
+    #[serde(default)]
+    feature_flags: Patch<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventTypeOut {
+    name: String,
+    description: String,
+    archived: bool,
+    deprecated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schemas: Option<serde_json::Value>,
+    group_name: Option<String>,
+    feature_flags: Option<Vec<String>>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl EventTypeOut {
+    fn new(e: EventType, with_schemas: bool) -> Self {
+        EventTypeOut {
+            schemas: e
+                .schemas
+                .filter(|_| with_schemas)
+                .and_then(|s| serde_json::from_str(&s).ok()),
+            name: e.name,
+            description: e.description,
+            archived: e.archived,
+            deprecated: e.deprecated,
+            group_name: e.group_name,
+            feature_flags: e.feature_flags,
+            created_at: e.created_at.to_rfc3339(),
+            updated_at: e.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+fn check_schemas(v: &serde_json::Value) -> Result<String, ValidationError> {
+    if !v.is_object() {
+        return Err(ValidationError::new("schemas", "must be a JSON object"));
+    }
+    Ok(v.to_string())
+}
+
+fn check_common(
+    description: &str,
+    group_name: Option<&String>,
+    flags: Option<&Vec<String>>,
+) -> Result<(), ValidationError> {
+    validate::text("description", description, validate::MAX_DESCRIPTION_LEN)?;
+    if let Some(g) = group_name {
+        validate::text("groupName", g, validate::MAX_NAME_LEN)?;
+    }
+    for (i, f) in flags.into_iter().flatten().enumerate() {
+        validate::uid(&format!("featureFlags.{i}"), f)?;
+    }
+    Ok(())
+}
+
+impl EventTypeIn {
+    /// Validate and build the record for `name` (created at `created_at`).
+    fn into_record(self, name: &str, created_at: Timestamp) -> Result<EventType, ValidationError> {
+        check_common(
+            &self.description,
+            self.group_name.as_ref(),
+            self.feature_flags.as_ref(),
+        )?;
+        let schemas = self.schemas.as_ref().map(check_schemas).transpose()?;
+        Ok(EventType {
+            name: name.to_string(),
+            description: self.description,
+            archived: self.archived.unwrap_or(false),
+            deprecated: self.deprecated.unwrap_or(false),
+            schemas,
+            feature_flags: self.feature_flags,
+            group_name: self.group_name,
+            created_at,
+            updated_at: Timestamp::now(),
+        })
+    }
+}
+
+pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let list = warp::path!("event-type")
+        .and(warp::get())
+        .and(with(&state))
+        .and(query())
+        .then(|s, q| async move { respond(list(s, q)) });
+    let create = warp::path!("event-type")
+        .and(warp::post())
+        .and(with(&state))
+        .and(body(&state))
+        .then(|s, b| async move { respond(create(s, b).await) });
+    let get = warp::path!("event-type" / Seg)
+        .and(warp::get())
+        .and(with(&state))
+        .then(|n, s| async move { respond(get(s, n)) });
+    let put = warp::path!("event-type" / Seg)
+        .and(warp::put())
+        .and(with(&state))
+        .and(body(&state))
+        .then(|n, s, b| async move { respond(upsert(s, n, b).await) });
+    let patch = warp::path!("event-type" / Seg)
+        .and(warp::patch())
+        .and(with(&state))
+        .and(body(&state))
+        .then(|n, s, b| async move { respond(patch(s, n, b).await) });
+    let delete = warp::path!("event-type" / Seg)
+        .and(warp::delete())
+        .and(with(&state))
+        .and(query())
+        .then(|n, s, q| async move { respond(delete(s, n, q).await) });
+    list.or(create)
+        .unify()
+        .or(get)
+        .unify()
+        .or(put)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(delete)
+        .unify()
+        .boxed()
+}
+
+fn list(s: State, q: Query) -> Result<Response, ApiError> {
+    let params = ListParams::parse(&q, false)?;
+    let pq = params.to_page_query(|c| Some(c.as_bytes().to_vec()))?;
+    let include_archived = q.bool("include_archived")?.unwrap_or(false);
+    let with_content = q.bool("with_content")?.unwrap_or(false);
+    let page = s.store.list_event_types(&pq, include_archived)?;
+    let out = list_response(
+        page,
+        |e| e.name.clone(),
+        |e| EventTypeOut::new(e, with_content),
+    );
+    Ok(reply(StatusCode::OK, &out))
+}
+
+/// POST: a new event type (201), or the revival of an archived one (201); 409 if it is live.
+async fn create(s: State, body: Bytes) -> Result<Response, ApiError> {
+    let input: EventTypeIn = json::parse(&body)?;
+    let name = input.name.clone().ok_or_else(|| ValidationError {
+        field: "name".into(),
+        msg: "field required".into(),
+        kind: "value_error.missing",
+    })?;
+    validate::event_type_name("name", &name)?;
+    let fresh = input.into_record(&name, Timestamp::now())?;
+    let (et, _) = s
+        .store
+        .upsert_event_type(&name, |old| match old {
+            Some(o) if !o.archived => Err(StoreError::Conflict(
+                "an event type with this name already exists".into(),
+            )),
+            Some(o) => Ok(EventType {
+                created_at: o.created_at,
+                ..fresh.clone()
+            }),
+            None => Ok(fresh.clone()),
+        })
+        .await?;
+    Ok(reply(StatusCode::CREATED, &EventTypeOut::new(et, true)))
+}
+
+fn get(s: State, name: Seg) -> Result<Response, ApiError> {
+    let et = s
+        .store
+        .get_event_type(&name.0)?
+        .ok_or(ApiError::NotFound("event type not found"))?;
+    Ok(reply(StatusCode::OK, &EventTypeOut::new(et, true)))
+}
+
+async fn upsert(s: State, name: Seg, body: Bytes) -> Result<Response, ApiError> {
+    validate::event_type_name("name", &name.0).map_err(|e| ValidationError {
+        field: "path.name".into(),
+        ..e
+    })?;
+    let input: EventTypeIn = json::parse(&body)?;
+    let fresh = input.into_record(&name.0, Timestamp::now())?;
+    let (et, created) = s
+        .store
+        .upsert_event_type(&name.0, |old| {
+            Ok(EventType {
+                created_at: old.map_or(fresh.created_at, |o| o.created_at),
+                ..fresh.clone()
+            })
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(reply(status, &EventTypeOut::new(et, true)))
+}
+
+async fn patch(s: State, name: Seg, body: Bytes) -> Result<Response, ApiError> {
+    let input: EventTypePatch = json::parse(&body)?;
+    check_common(
+        input.description.as_deref().unwrap_or(""),
+        input.group_name.value(),
+        input.feature_flags.value(),
+    )?;
+    let schemas = match &input.schemas {
+        Patch::Value(v) => Patch::Value(check_schemas(v)?),
+        Patch::Null => Patch::Null,
+        Patch::Absent => Patch::Absent,
+    };
+    let (et, _) = s
+        .store
+        .upsert_event_type(&name.0, |old| {
+            let mut e = old.ok_or(StoreError::NotFound)?;
+            if let Some(d) = &input.description {
+                e.description = d.clone();
+            }
+            if let Some(a) = input.archived {
+                e.archived = a;
+            }
+            if let Some(d) = input.deprecated {
+                e.deprecated = d;
+            }
+            schemas.clone().apply_to(&mut e.schemas);
+            input.group_name.clone().apply_to(&mut e.group_name);
+            input.feature_flags.clone().apply_to(&mut e.feature_flags);
+            e.updated_at = Timestamp::now();
+            Ok(e)
+        })
+        .await
+        .map_err(not_found)?;
+    Ok(reply(StatusCode::OK, &EventTypeOut::new(et, true)))
+}
+
+async fn delete(s: State, name: Seg, q: Query) -> Result<Response, ApiError> {
+    if q.bool("expunge")?.unwrap_or(false) {
+        return if s.store.expunge_event_type(&name.0).await? {
+            Ok(no_content())
+        } else {
+            Err(ApiError::NotFound("event type not found"))
+        };
+    }
+    s.store
+        .upsert_event_type(&name.0, |old| {
+            let mut e = old.ok_or(StoreError::NotFound)?;
+            e.archived = true;
+            e.updated_at = Timestamp::now();
+            Ok(e)
+        })
+        .await
+        .map_err(not_found)?;
+    Ok(no_content())
+}
+
+fn not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::NotFound("event type not found"),
+        other => other.into(),
+    }
+}

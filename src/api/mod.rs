@@ -1,0 +1,149 @@
+//! The HTTP API (Svix v1 compatible subset): warp filters per resource, merged here. Every handler
+//! returns `Result<Response, ApiError>`; errors become JSON in one place (`error`). Only this module
+//! knows warp.
+
+mod apps;
+pub mod auth;
+mod endpoints;
+pub mod error;
+mod event_types;
+mod health;
+mod json;
+mod pagination;
+mod query;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use serde::Serialize;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use crate::domain::validate::Limits;
+use crate::store::Store;
+use auth::Auth;
+use error::ApiError;
+use query::Query;
+
+/// What every handler may use.
+pub struct ApiState {
+    pub store: Store,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub max_body_bytes: usize,
+}
+
+pub type State = Arc<ApiState>;
+
+/// All routes, with every rejection turned into a JSON error.
+pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let v1 = warp::path("api").and(warp::path("v1"));
+    let protected = v1.and(authenticated(state.clone())).and(
+        apps::routes(state.clone())
+            .or(event_types::routes(state.clone()))
+            .unify()
+            .or(endpoints::routes(state.clone()))
+            .unify(),
+    );
+    v1.and(health::routes(state.clone()))
+        .or(protected)
+        .unify()
+        .recover(error::handle_rejection)
+        .unify()
+        .boxed()
+}
+
+fn authenticated(state: State) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and_then(move |h: Option<String>| {
+            let result = state.auth.check(h.as_deref()).map_err(warp::reject::custom);
+            async move { result }
+        })
+        .untuple_one()
+}
+
+/// The state, for handlers.
+fn with(state: &State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
+    let s = state.clone();
+    warp::any().map(move || s.clone())
+}
+
+/// The query string (absent or not).
+fn query() -> impl Filter<Extract = (Query,), Error = Infallible> + Clone {
+    warp::query::raw()
+        .map(|q: String| Query::parse(Some(&q)))
+        .or(warp::any().map(|| Query::parse(None)))
+        .unify()
+}
+
+/// The request body, refused with 413 beyond the configured size (by its length header if it has
+/// one, else while reading).
+fn body(state: &State) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    let limit = state.max_body_bytes;
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |len: Option<u64>| async move {
+            match len {
+                Some(n) if n > limit as u64 => {
+                    Err(warp::reject::custom(ApiError::PayloadTooLarge(limit)))
+                }
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(move |stream| collect_limited(stream, limit))
+}
+
+async fn collect_limited<S, B>(stream: S, limit: usize) -> Result<Bytes, warp::Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|_| {
+            warp::reject::custom(ApiError::BadRequest("could not read request body".into()))
+        })?;
+        if buf.len() + chunk.remaining() > limit {
+            return Err(warp::reject::custom(ApiError::PayloadTooLarge(limit)));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Map a handler's result to a response.
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+fn reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// A path segment, percent-decoded (clients encode ids and names per segment).
+#[derive(Debug, Clone)]
+struct Seg(String);
+
+impl std::str::FromStr for Seg {
+    type Err = std::str::Utf8Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Seg(percent_encoding::percent_decode_str(s)
+            .decode_utf8()?
+            .into_owned()))
+    }
+}

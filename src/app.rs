@@ -1,0 +1,103 @@
+//! Composition root: open the store, make sure an admin token exists, bind, serve the API until
+//! shutdown, then close the store. Tests and `main` both call [`run`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, auth::Auth, ApiState};
+use crate::config::Config;
+use crate::domain::token;
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Name under which the `HERALD_ADMIN_TOKEN` token is stored; a new value replaces the old one.
+const ENV_TOKEN_NAME: &str = "admin (HERALD_ADMIN_TOKEN)";
+const GENERATED_TOKEN_NAME: &str = "admin (generated)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("refusing plain HTTP on the non-loopback address {0}: pass --insecure-http (or set server.insecure_http) to allow it")]
+    InsecureHttp(SocketAddr),
+    #[error("HERALD_ADMIN_TOKEN must be at least {0} characters")]
+    WeakAdminToken(usize),
+    #[error("cannot generate a token: {0}")]
+    Random(String),
+    #[error("start-up task failed: {0}")]
+    Join(String),
+}
+
+/// Run Herald with `config` until `shutdown` completes. `admin_token` is `HERALD_ADMIN_TOKEN`.
+pub async fn run(
+    config: Config,
+    admin_token: Option<String>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let addr = config.server.listen;
+    if !addr.ip().is_loopback() && !config.server.insecure_http {
+        return Err(AppError::InsecureHttp(addr));
+    }
+    let opts = StoreOptions {
+        cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
+    };
+    let dir = config.server.data_dir.clone();
+    // sled replays its log on open, which can take a while on a large store.
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, &opts))
+        .await
+        .map_err(|e| AppError::Join(e.to_string()))??;
+    bootstrap_admin_token(&store, admin_token).await?;
+
+    let state = Arc::new(ApiState {
+        auth: Auth::load(&store)?,
+        store: store.clone(),
+        limits: config.limits(),
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| AppError::Bind { addr, source })?;
+    tracing::info!("listening on http://{local}");
+    crate::server::serve(listener, api::routes(state), shutdown).await;
+    tracing::info!("shutting down");
+    store.close()?;
+    Ok(())
+}
+
+/// Make sure some admin token can reach the API: the one from `HERALD_ADMIN_TOKEN`, or, on first
+/// start without it, a generated one printed once to stderr (never logged).
+async fn bootstrap_admin_token(store: &Store, from_env: Option<String>) -> Result<(), AppError> {
+    let existing = store.tokens()?;
+    if let Some(t) = from_env.filter(|t| !t.is_empty()) {
+        if t.len() < token::MIN_OPERATOR_TOKEN_LEN {
+            return Err(AppError::WeakAdminToken(token::MIN_OPERATOR_TOKEN_LEN));
+        }
+        let record = token::record_for(&t, ENV_TOKEN_NAME);
+        let current = existing.iter().any(|k| k.hash == record.hash);
+        if !current {
+            store.revoke_token(ENV_TOKEN_NAME).await?;
+            store.add_token(&record).await?;
+        }
+        return Ok(());
+    }
+    if existing.is_empty() {
+        let (t, record) =
+            token::generate(GENERATED_TOKEN_NAME).map_err(|e| AppError::Random(e.to_string()))?;
+        store.add_token(&record).await?;
+        eprintln!(
+            "\nHerald admin API token (shown once, store it now):\n\n    {t}\n\n\
+             Use it as `Authorization: Bearer <token>`. Set HERALD_ADMIN_TOKEN to choose your own.\n"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! Configuration: embedded defaults < TOML file (`--config`) < `HERALD_<SECTION>__<KEY>` variables <
+//! command-line flags, merged by figment and validated into typed values. An invalid or unknown key
+//! is refused with a message that names it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::domain::validate::Limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {key}: {msg}")]
+    Invalid { key: &'static str, msg: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Allow plain HTTP on a non-loopback address.
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// sled's page cache, in MiB.
+    pub cache_capacity_mb: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_url_len: usize,
+    pub max_headers: usize,
+    pub max_header_value_len: usize,
+    pub max_metadata_entries: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Seconds to wait before each retry; its length is the number of retries.
+    #[serde(deserialize_with = "seconds_list")]
+    pub retry_schedule: Vec<f64>,
+    /// CIDRs that deliveries may reach despite the SSRF guard.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_cidrs: Vec<String>,
+    /// Seconds before a delivery request times out (at most 30).
+    pub request_timeout: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./herald-data"),
+            max_body_bytes: 1024 * 1024,
+            insecure_http: false,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_capacity_mb: 64,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_url_len: l.max_url_len,
+            max_headers: l.max_headers,
+            max_header_value_len: l.max_header_value_len,
+            max_metadata_entries: l.max_metadata_entries,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            retry_schedule: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+            allowed_cidrs: Vec::new(),
+            request_timeout: 15.0,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; they override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub insecure_http: bool,
+}
+
+impl Config {
+    /// Merge defaults, the file, the environment (`vars`) and the flags, then validate.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        // Only HERALD_<SECTION>__<KEY>: single-word variables such as HERALD_ADMIN_TOKEN are not
+        // config. Values are parsed as figment parses environment values ("25" is a number).
+        for (k, v) in vars {
+            let Some(rest) = k.strip_prefix("HERALD_") else {
+                continue;
+            };
+            if !rest.contains("__") {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let value: figment::value::Value = v.parse().unwrap_or_else(|never| match never {});
+            fig = fig.merge((key, value));
+        }
+        if let Some(listen) = flags.listen {
+            fig = fig.merge(("server.listen", listen));
+        }
+        if let Some(dir) = &flags.data_dir {
+            fig = fig.merge(("server.data_dir", dir));
+        }
+        if flags.insecure_http {
+            fig = fig.merge(("server.insecure_http", true));
+        }
+        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, msg: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                msg: msg.to_string(),
+            })
+        };
+        if !(1024..=64 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return bad("server.max_body_bytes", "must be between 1024 and 67108864");
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return bad("server.data_dir", "must not be empty");
+        }
+        if !(1..=65536).contains(&self.store.cache_capacity_mb) {
+            return bad("store.cache_capacity_mb", "must be between 1 and 65536");
+        }
+        if !(16..=65536).contains(&self.limits.max_url_len) {
+            return bad("limits.max_url_len", "must be between 16 and 65536");
+        }
+        let d = &self.delivery;
+        if d.retry_schedule.is_empty() {
+            return bad("delivery.retry_schedule", "must hold at least one delay");
+        }
+        if d.retry_schedule
+            .iter()
+            .any(|s| !(s.is_finite() && *s > 0.0 && *s <= 30.0 * 86400.0))
+        {
+            return bad(
+                "delivery.retry_schedule",
+                "delays must be seconds in (0, 2592000]",
+            );
+        }
+        if !(d.request_timeout.is_finite() && d.request_timeout > 0.0 && d.request_timeout <= 30.0)
+        {
+            return bad("delivery.request_timeout", "must be seconds in (0, 30]");
+        }
+        for c in &d.allowed_cidrs {
+            if c.parse::<ipnet::IpNet>().is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "delivery.allowed_cidrs",
+                    msg: format!("{c:?} is not a CIDR such as 127.0.0.0/8"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_url_len: self.limits.max_url_len,
+            max_headers: self.limits.max_headers,
+            max_header_value_len: self.limits.max_header_value_len,
+            max_metadata_entries: self.limits.max_metadata_entries,
+        }
+    }
+
+    /// The effective configuration as TOML (nothing in it is secret today).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+/// figment's message names the key and where its value came from; keep all of it.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A list given as a TOML array or as one comma-separated string (the form env variables take).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListOrString<T> {
+    List(Vec<T>),
+    One(T),
+    Text(String),
+}
+
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match ListOrString::<String>::deserialize(d)? {
+        ListOrString::List(v) => v,
+        ListOrString::One(s) | ListOrString::Text(s) => split_commas(&s),
+    })
+}
+
+fn seconds_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    match ListOrString::<f64>::deserialize(d)? {
+        ListOrString::List(v) => Ok(v),
+        ListOrString::One(x) => Ok(vec![x]),
+        ListOrString::Text(s) => split_commas(&s)
+            .iter()
+            .map(|p| {
+                p.parse::<f64>().map_err(|_| {
+                    serde::de::Error::custom(format!("{p:?} is not a number of seconds"))
+                })
+            })
+            .collect(),
+    }
+}
+
+fn split_commas(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.data_dir, PathBuf::from("./herald-data"));
+        assert_eq!(c.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.delivery.retry_schedule.len(), 7);
+        assert_eq!(c.delivery.request_timeout, 15.0);
+    }
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:1111\"\ndata_dir = \"/from-file\"\nmax_body_bytes = 2048\n\
+             [delivery]\nrequest_timeout = 20\n",
+        )
+        .unwrap();
+        let vars = env(&[
+            ("HERALD_SERVER__LISTEN", "127.0.0.1:2222"),
+            ("HERALD_DELIVERY__REQUEST_TIMEOUT", "25"),
+            ("HERALD_DELIVERY__RETRY_SCHEDULE", "0.5,1,2"),
+            ("HERALD_DELIVERY__ALLOWED_CIDRS", "127.0.0.0/8,::1/128"),
+            ("HERALD_ADMIN_TOKEN", "not-a-config-key"),
+            ("PATH", "/usr/bin"),
+        ]);
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3333".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), vars.clone(), &flags).unwrap();
+        assert_eq!(
+            c.server.listen.to_string(),
+            "127.0.0.1:3333",
+            "flag beats env"
+        );
+        assert_eq!(
+            c.server.data_dir,
+            PathBuf::from("/from-file"),
+            "file beats default"
+        );
+        assert_eq!(c.server.max_body_bytes, 2048);
+        assert_eq!(c.delivery.request_timeout, 25.0, "env beats file");
+        assert_eq!(c.delivery.retry_schedule, vec![0.5, 1.0, 2.0]);
+        assert_eq!(c.delivery.allowed_cidrs, vec!["127.0.0.0/8", "::1/128"]);
+        let c = Config::load(Some(&file), vars, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.server.listen.to_string(),
+            "127.0.0.1:2222",
+            "env beats file"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "HERALD_DELIVERY__REQUEST_TIMEOUT",
+                "45",
+                "delivery.request_timeout",
+            ),
+            (
+                "HERALD_DELIVERY__REQUEST_TIMEOUT",
+                "soon",
+                "request_timeout",
+            ),
+            ("HERALD_DELIVERY__RETRY_SCHEDULE", "1,x", "retry_schedule"),
+            (
+                "HERALD_DELIVERY__ALLOWED_CIDRS",
+                "10.0.0.0/99",
+                "delivery.allowed_cidrs",
+            ),
+            ("HERALD_SERVER__LISTEN", "nowhere", "listen"),
+            ("HERALD_SERVER__LISTNE", "127.0.0.1:1", "listne"),
+        ];
+        for (k, v, key) in cases {
+            let err = Config::load(None, env(&[(k, v)]), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(key), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_and_missing_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = Config::load(
+            Some(&dir.path().join("nope.toml")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

@@ -1,0 +1,82 @@
+//! The `herald` binary: parse the command line, set up logging, load the configuration and run.
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use herald::cli::{Cli, Command, ConfigArgs, LogFormat};
+use herald::config::{Config, Overrides};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing(args.log_format);
+            let overrides = Overrides {
+                listen: args.listen,
+                data_dir: args.data_dir.clone(),
+                insecure_http: args.insecure_http,
+            };
+            let config = load(&args.config, &overrides)?;
+            let admin_token = std::env::var("HERALD_ADMIN_TOKEN").ok();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(herald::app::run(config, admin_token, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::CheckConfig(args) => {
+            load(&args, &Overrides::default())?;
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::PrintConfig(args) => {
+            print!("{}", load(&args, &Overrides::default())?.to_toml());
+            Ok(())
+        }
+    }
+}
+
+fn load(args: &ConfigArgs, overrides: &Overrides) -> anyhow::Result<Config> {
+    Ok(Config::load(
+        args.config.as_deref(),
+        std::env::vars(),
+        overrides,
+    )?)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("HERALD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

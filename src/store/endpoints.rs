@@ -1,0 +1,127 @@
+//! Endpoints of an application and their per-application uid index.
+
+use sled::Transactional;
+
+use super::codec::{decode, encode};
+use super::page::{scan, Page, PageQuery};
+use super::{abort, keys, put_with_uid, Store, StoreError};
+use crate::domain::{AppId, Endpoint, EndpointId, Timestamp};
+
+const UID_TAKEN: &str = "an endpoint with this uid already exists in this application";
+
+impl Store {
+    /// Store a new endpoint; `Conflict` when its uid is taken in the application.
+    pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let key = keys::endpoint(&ep.app_id, &ep.id);
+        let value = encode(ep)?;
+        let app_key = keys::app(&ep.app_id);
+        (&i.apps, &i.endpoints, &i.endpoint_uid).transaction(|(apps, eps, uids)| {
+            // Reading the app inside the transaction keeps a concurrent app delete from orphaning us.
+            if apps.get(&app_key)?.is_none() {
+                return abort(StoreError::NotFound);
+            }
+            put_with_uid(
+                eps,
+                uids,
+                &key,
+                value.clone(),
+                None,
+                ep.uid.as_deref().map(|u| keys::endpoint_uid(&ep.app_id, u)),
+                ep.id.ksuid().as_bytes(),
+                UID_TAKEN,
+            )
+        })?;
+        self.durable().await
+    }
+
+    /// The endpoint of `app` with this id, or else with this uid.
+    pub fn get_endpoint(
+        &self,
+        app: &AppId,
+        id_or_uid: &str,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        let i = &self.inner;
+        if let Ok(id) = id_or_uid.parse::<EndpointId>() {
+            if let Some(v) = i.endpoints.get(keys::endpoint(app, &id))? {
+                return Ok(Some(decode(&v)?));
+            }
+        }
+        let Some(ksuid) = i.endpoint_uid.get(keys::endpoint_uid(app, id_or_uid))? else {
+            return Ok(None);
+        };
+        let id = std::str::from_utf8(&ksuid)
+            .ok()
+            .and_then(|k| EndpointId::from_ksuid(k).ok())
+            .ok_or_else(|| StoreError::Codec("bad endpoint uid index entry".into()))?;
+        match i.endpoints.get(keys::endpoint(app, &id))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn list_endpoints(&self, app: &AppId, q: &PageQuery) -> Result<Page<Endpoint>, StoreError> {
+        scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)
+    }
+
+    /// Every endpoint of an application (for fan-out; applications hold few endpoints).
+    pub fn all_endpoints(&self, app: &AppId) -> Result<Vec<Endpoint>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.inner.endpoints.scan_prefix(keys::endpoints_of(app)) {
+            out.push(decode(&r?.1)?);
+        }
+        Ok(out)
+    }
+
+    /// Apply `change` to the stored endpoint atomically; `NotFound` if it is gone, `Conflict` if the
+    /// new uid is taken.
+    pub async fn update_endpoint(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+        change: impl Fn(&mut Endpoint),
+    ) -> Result<Endpoint, StoreError> {
+        let i = &self.inner;
+        let key = keys::endpoint(app, id);
+        let updated = (&i.endpoints, &i.endpoint_uid).transaction(|(eps, uids)| {
+            let Some(v) = eps.get(&key)? else {
+                return abort(StoreError::NotFound);
+            };
+            let old: Endpoint = decode(&v).or_else(abort)?;
+            let mut new = old.clone();
+            change(&mut new);
+            new.updated_at = Timestamp::now();
+            put_with_uid(
+                eps,
+                uids,
+                &key,
+                encode(&new).or_else(abort)?,
+                old.uid.as_deref().map(|u| keys::endpoint_uid(app, u)),
+                new.uid.as_deref().map(|u| keys::endpoint_uid(app, u)),
+                id.ksuid().as_bytes(),
+                UID_TAKEN,
+            )?;
+            Ok(new)
+        })?;
+        self.durable().await?;
+        Ok(updated)
+    }
+
+    /// Remove an endpoint. Returns false if it did not exist.
+    pub async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let key = keys::endpoint(app, id);
+        let existed = (&i.endpoints, &i.endpoint_uid).transaction(|(eps, uids)| {
+            let Some(v) = eps.remove(key.as_slice())? else {
+                return Ok(false);
+            };
+            let ep: Endpoint = decode(&v).or_else(abort)?;
+            if let Some(uid) = &ep.uid {
+                uids.remove(keys::endpoint_uid(app, uid))?;
+            }
+            Ok(true)
+        })?;
+        self.durable().await?;
+        Ok(existed)
+    }
+}

@@ -1,0 +1,205 @@
+//! The store: the only module that knows sled. It owns the trees (layouts in `keys`), the value
+//! codec, pagination and the group commit. Every `async` write returns only once the write is on
+//! disk (fsync'd); reads are plain sled look-ups.
+
+mod apps;
+mod codec;
+mod commit;
+mod endpoints;
+mod event_types;
+pub mod keys;
+pub mod page;
+mod tokens;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+pub use page::{Direction, Page, PageQuery};
+
+/// Sub-folder of the data directory that holds this storage format, so a later format can be
+/// migrated into a sibling folder.
+pub const FORMAT_DIR: &str = "store-v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt stored value: {0}")]
+    Codec(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("write not durable: {0}")]
+    Durability(String),
+    #[error("the data directory {0} is in use by another Herald process")]
+    Locked(PathBuf),
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// Settings the store needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    apps: sled::Tree,
+    app_uid: sled::Tree,
+    event_types: sled::Tree,
+    endpoints: sled::Tree,
+    endpoint_uid: sled::Tree,
+    tokens: sled::Tree,
+    commit: commit::GroupCommit,
+}
+
+impl Store {
+    /// Open (or create) the store under `data_dir`.
+    pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let path = data_dir.join(FORMAT_DIR);
+        std::fs::create_dir_all(&path)?;
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(opts.cache_capacity_bytes)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(data_dir.to_path_buf())
+                }
+                other => StoreError::Sled(other),
+            })?;
+        // fsync applies to the inode, so any handle on sled's data file makes its writes durable.
+        let db_file = File::open(path.join("db"))?;
+        let tree = |name: &str| db.open_tree(name);
+        let inner = Inner {
+            apps: tree(keys::TREE_APPS)?,
+            app_uid: tree(keys::TREE_APP_UID)?,
+            event_types: tree(keys::TREE_EVENT_TYPES)?,
+            endpoints: tree(keys::TREE_ENDPOINTS)?,
+            endpoint_uid: tree(keys::TREE_ENDPOINT_UID)?,
+            tokens: tree(keys::TREE_TOKENS)?,
+            commit: commit::GroupCommit::start(db.clone(), db_file)?,
+            db,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Wait until every write this task made so far is on disk.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.inner.commit.wait().await
+    }
+
+    /// Flush everything and stop the commit thread (at shutdown).
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        self.inner.commit.stop();
+        Ok(())
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+/// Within a transaction: write `value` at `key` of `main` and move the uid index entry of the record
+/// from `old_uid` to `new_uid` (index keys), refusing a uid that another record holds.
+#[allow(clippy::too_many_arguments)]
+fn put_with_uid(
+    main: &TransactionalTree,
+    index: &TransactionalTree,
+    key: &[u8],
+    value: Vec<u8>,
+    old_uid: Option<Vec<u8>>,
+    new_uid: Option<Vec<u8>>,
+    id_in_index: &[u8],
+    taken: &str,
+) -> TxResult<()> {
+    if old_uid != new_uid {
+        if let Some(n) = &new_uid {
+            if index.get(n)?.is_some() {
+                return abort(StoreError::Conflict(taken.to_string()));
+            }
+            index.insert(n.as_slice(), id_in_index)?;
+        }
+        if let Some(o) = &old_uid {
+            index.remove(o.as_slice())?;
+        }
+    }
+    main.insert(key, value)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_open_of_the_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        match Store::open(dir.path(), &StoreOptions::default()) {
+            Err(StoreError::Locked(_)) => {}
+            Err(other) => panic!("expected Locked, got {other}"),
+            Ok(_) => panic!("second open succeeded"),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_all_become_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..64u32 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.inner.tokens.insert(i.to_be_bytes(), vec![1]).unwrap();
+                s.durable().await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        store.close().unwrap();
+        assert!(
+            store.durable().await.is_err(),
+            "writes after close must not be promised durable"
+        );
+    }
+}
