@@ -21,7 +21,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, msg: String },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -109,17 +109,6 @@ impl Default for DeliveryConfig {
             retry_schedule: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
             allowed_cidrs: Vec::new(),
             request_timeout: 15.0,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            limits: LimitsConfig::default(),
-            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -374,6 +363,13 @@ mod tests {
             let err = Config::load(None, env(&[(k, v)]), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(key), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn the_packaged_config_documents_exactly_the_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/herald.toml");
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
     }
 
     #[test]

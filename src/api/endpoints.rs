@@ -36,8 +36,8 @@ struct EndpointIn {
     uid: Option<String>,
     disabled: Option<bool>,
     #[serde(alias = "filterTypes")]
-    event_types: Option<BTreeSet<String>>,
-    channels: Option<BTreeSet<String>>,
+    event_types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
     secret: Option<String>,
     metadata: Option<Metadata>,
     headers: Option<BTreeMap<String, String>>,
@@ -56,9 +56,9 @@ struct EndpointPatch {
     #[serde(default)]
     uid: Patch<String>,
     #[serde(default, alias = "filterTypes")]
-    event_types: Patch<BTreeSet<String>>,
+    event_types: Patch<Vec<String>>,
     #[serde(default)]
-    channels: Patch<BTreeSet<String>>,
+    channels: Patch<Vec<String>>,
     #[serde(default, alias = "rateLimit")]
     throttle_rate: Patch<u16>,
 }
@@ -143,17 +143,28 @@ fn check_url(s: &State, url: &str) -> Result<(), ValidationError> {
     validate::endpoint_url("url", url, &s.limits)
 }
 
+/// Indices in errors refer to the list as sent; what is stored is sorted and de-duplicated, as the
+/// sets Svix clients send.
 fn check_filters(
-    event_types: Option<&BTreeSet<String>>,
-    channels: Option<&BTreeSet<String>>,
+    event_types: Option<&Vec<String>>,
+    channels: Option<&Vec<String>>,
 ) -> Result<(), ValidationError> {
     if let Some(t) = event_types {
-        validate::filter_types("eventTypes", &t.iter().cloned().collect::<Vec<_>>())?;
+        validate::filter_types("eventTypes", t)?;
     }
     if let Some(c) = channels {
-        validate::channels("channels", &c.iter().cloned().collect::<Vec<_>>())?;
+        validate::channels("channels", c)?;
     }
     Ok(())
+}
+
+fn as_set(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 impl EndpointIn {
@@ -190,8 +201,8 @@ impl EndpointIn {
             uid: uid.or(self.uid),
             url: self.url,
             description: self.description.unwrap_or_default(),
-            filter_types: self.event_types.map(|t| t.into_iter().collect()),
-            channels: self.channels.map(|c| c.into_iter().collect()),
+            filter_types: self.event_types.as_deref().map(as_set),
+            channels: self.channels.as_deref().map(as_set),
             disabled: self.disabled.unwrap_or(false),
             disabled_reason: None,
             throttle_rate: self.throttle_rate,
@@ -335,11 +346,8 @@ async fn upsert(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Ap
                 if input.uid.is_some() {
                     e.uid = input.uid.clone();
                 }
-                e.filter_types = input
-                    .event_types
-                    .as_ref()
-                    .map(|t| t.iter().cloned().collect());
-                e.channels = input.channels.as_ref().map(|c| c.iter().cloned().collect());
+                e.filter_types = input.event_types.as_deref().map(as_set);
+                e.channels = input.channels.as_deref().map(as_set);
                 set_disabled(e, input.disabled.unwrap_or(false));
                 e.throttle_rate = input.throttle_rate;
                 e.metadata = input.metadata.clone().unwrap_or_default();
@@ -403,13 +411,11 @@ async fn patch(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Api
                 e.metadata = m.clone();
             }
             input.uid.clone().apply_to(&mut e.uid);
-            let to_vec = |p: &Patch<BTreeSet<String>>| match p {
-                Patch::Absent => Patch::Absent,
-                Patch::Null => Patch::Null,
-                Patch::Value(v) => Patch::Value(v.iter().cloned().collect::<Vec<_>>()),
-            };
-            to_vec(&input.event_types).apply_to(&mut e.filter_types);
-            to_vec(&input.channels).apply_to(&mut e.channels);
+            input
+                .event_types
+                .map(|v| as_set(v))
+                .apply_to(&mut e.filter_types);
+            input.channels.map(|v| as_set(v)).apply_to(&mut e.channels);
             input.throttle_rate.clone().apply_to(&mut e.throttle_rate);
         })
         .await?;

@@ -102,6 +102,15 @@ impl<T> Patch<T> {
         }
     }
 
+    /// Transform a value, keeping absent and null as they are.
+    pub fn map<U>(&self, f: impl FnOnce(&T) -> U) -> Patch<U> {
+        match self {
+            Patch::Absent => Patch::Absent,
+            Patch::Null => Patch::Null,
+            Patch::Value(v) => Patch::Value(f(v)),
+        }
+    }
+
     pub fn value(&self) -> Option<&T> {
         match self {
             Patch::Value(v) => Some(v),

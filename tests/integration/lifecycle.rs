@@ -1,0 +1,255 @@
+//! The process around the API: data survives a graceful restart and a SIGKILL right after 2xx
+//! answers; the admin token is generated and printed once; bad configuration and a data directory
+//! in use are refused at start with a message naming the problem.
+
+use std::time::Duration;
+
+use svix::models::{ApplicationIn, EndpointIn, EventTypeIn};
+
+use crate::support::{command, Herald, Launch};
+
+#[tokio::test]
+async fn everything_survives_a_graceful_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Herald::launch(&Launch::new(dir.path())).unwrap();
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(
+            ApplicationIn {
+                uid: Some("u1".into()),
+                ..ApplicationIn::new("A".into())
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let ep = svix
+        .endpoint()
+        .create(
+            "u1".into(),
+            EndpointIn::new("https://example.com/x".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    let secret = svix
+        .endpoint()
+        .get_secret("u1".into(), ep.id.clone())
+        .await
+        .unwrap()
+        .key;
+    svix.event_type()
+        .create(EventTypeIn::new("a.b".into(), "d".into()), None)
+        .await
+        .unwrap();
+    let status = h.terminate();
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+
+    let h = Herald::launch(&Launch::new(dir.path())).unwrap();
+    let svix = h.svix();
+    assert_eq!(
+        svix.application().get("u1".into()).await.unwrap().id,
+        app.id
+    );
+    assert_eq!(
+        svix.endpoint()
+            .get(app.id.clone(), ep.id.clone())
+            .await
+            .unwrap()
+            .url,
+        "https://example.com/x"
+    );
+    assert_eq!(
+        svix.endpoint().get_secret(app.id, ep.id).await.unwrap().key,
+        secret
+    );
+    assert_eq!(
+        svix.event_type()
+            .get("a.b".into())
+            .await
+            .unwrap()
+            .description,
+        "d"
+    );
+}
+
+#[tokio::test]
+async fn nothing_acknowledged_is_lost_to_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut h = Herald::launch(&Launch::new(dir.path())).unwrap();
+        let svix = h.svix();
+        // Concurrent writers; the process dies right after the last acknowledgement.
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let svix = h.svix();
+            tasks.push(tokio::spawn(async move {
+                let mut made = Vec::new();
+                for i in 0..15 {
+                    let uid = format!("r{round}-w{w}-{i}");
+                    let app = svix
+                        .application()
+                        .create(
+                            ApplicationIn {
+                                uid: Some(uid.clone()),
+                                ..ApplicationIn::new(uid.clone())
+                            },
+                            None,
+                        )
+                        .await
+                        .unwrap();
+                    let ep = svix
+                        .endpoint()
+                        .create(
+                            app.id.clone(),
+                            EndpointIn::new(format!("https://example.com/{uid}")),
+                            None,
+                        )
+                        .await
+                        .unwrap();
+                    made.push((app.id, ep.id));
+                }
+                made
+            }));
+        }
+        let mut acknowledged = Vec::new();
+        for t in tasks {
+            acknowledged.extend(t.await.unwrap());
+        }
+        drop(svix);
+        h.kill();
+
+        let h = Herald::launch(&Launch::new(dir.path())).unwrap();
+        let svix = h.svix();
+        for (app, ep) in &acknowledged {
+            svix.application()
+                .get(app.clone())
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: lost {app}: {e:?}"));
+            svix.endpoint()
+                .get(app.clone(), ep.clone())
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: lost {ep}: {e:?}"));
+        }
+        assert_eq!(acknowledged.len(), 120);
+    }
+}
+
+#[tokio::test]
+async fn a_generated_admin_token_is_printed_once_and_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = Launch {
+        admin_token: None,
+        ..Launch::new(dir.path())
+    };
+    let mut h = Herald::launch(&launch).unwrap();
+    let token = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = h.logs();
+            if let Some(t) = logs.split_whitespace().find(|w| w.starts_with("hrld_")) {
+                break t.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no token printed:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let client = reqwest::Client::new();
+    let ok = client
+        .get(h.api("/app"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    h.terminate();
+    let raw = std::fs::read(dir.path().join("store-v1/db")).unwrap_or_default();
+    assert!(
+        !raw.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is stored only as a hash"
+    );
+
+    let h = Herald::launch(&launch).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !h.logs().contains("hrld_"),
+        "printed only at first start:\n{}",
+        h.logs()
+    );
+    let ok = client
+        .get(h.api("/app"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "the token survives restarts");
+}
+
+#[test]
+fn a_data_dir_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Herald::launch(&Launch::new(dir.path())).unwrap();
+    let err = Herald::launch(&Launch::new(dir.path()))
+        .err()
+        .expect("second start must fail");
+    assert!(err.contains("in use by another Herald process"), "{err}");
+}
+
+#[test]
+fn invalid_configuration_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "HERALD_DELIVERY__REQUEST_TIMEOUT",
+            "99",
+            "delivery.request_timeout",
+        ),
+        ("HERALD_SERVER__MAX_BODY_BYTES", "lots", "max_body_bytes"),
+        ("HERALD_SERVER__NO_SUCH_KEY", "1", "no_such_key"),
+    ];
+    for (k, v, key) in cases {
+        let launch = Launch {
+            env: vec![(k, v.to_string())],
+            ..Launch::new(dir.path())
+        };
+        let out = command(&launch).output().unwrap();
+        assert!(!out.status.success(), "{k}={v} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{k}={v}: {stderr}");
+    }
+    let launch = Launch {
+        env: vec![("HERALD_ADMIN_TOKEN", "short".into())],
+        admin_token: None,
+        ..Launch::new(dir.path())
+    };
+    let out = command(&launch).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_ADMIN_TOKEN"));
+
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "[server]\nmax_body_bytes = \"big\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_body_bytes"));
+}
+
+#[test]
+fn plain_http_on_a_public_address_needs_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("HERALD_ADMIN_TOKEN", crate::support::TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-http"));
+}

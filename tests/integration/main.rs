@@ -1,0 +1,9 @@
+//! One integration binary: every test drives the real `herald` binary (started on 127.0.0.1:0 with a
+//! temporary data directory) through the official `svix` SDK or plain HTTP.
+
+mod apps;
+mod endpoints;
+mod errors;
+mod event_types;
+mod lifecycle;
+mod support;

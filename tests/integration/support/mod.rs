@@ -1,0 +1,171 @@
+//! Test harness: start the real binary, wait for its `listening on` line, talk to it, stop or kill it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use svix::api::{Svix, SvixOptions};
+
+/// The admin token every test server accepts (set through `HERALD_ADMIN_TOKEN`).
+pub const TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnopqrstuvwxyz";
+
+pub struct Herald {
+    child: Child,
+    pub url: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// How a server is started.
+pub struct Launch<'a> {
+    pub data_dir: &'a Path,
+    pub env: Vec<(&'a str, String)>,
+    pub args: Vec<&'a str>,
+    pub admin_token: Option<&'a str>,
+}
+
+impl<'a> Launch<'a> {
+    pub fn new(data_dir: &'a Path) -> Self {
+        Launch {
+            data_dir,
+            env: Vec::new(),
+            args: Vec::new(),
+            admin_token: Some(TOKEN),
+        }
+    }
+}
+
+pub fn command(launch: &Launch) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(launch.data_dir)
+        .args(&launch.args)
+        .env_remove("RUST_LOG")
+        .env("HERALD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match launch.admin_token {
+        Some(t) => cmd.env("HERALD_ADMIN_TOKEN", t),
+        None => cmd.env_remove("HERALD_ADMIN_TOKEN"),
+    };
+    for (k, v) in &launch.env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+impl Herald {
+    /// A server on a fresh temporary data directory.
+    pub fn start() -> Herald {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut h = Herald::launch(&Launch::new(tmp.path())).expect("herald starts");
+        h._tmp = Some(tmp);
+        h
+    }
+
+    /// Start with these settings; `Err` carries the output of a process that exited instead.
+    pub fn launch(launch: &Launch) -> Result<Herald, String> {
+        let mut child = command(launch).spawn().expect("spawn herald");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on http://") {
+                    let url = line[i + "listening on ".len()..].trim().to_string();
+                    let _ = tx.send(url);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(url) => {
+                    return Ok(Herald {
+                        child,
+                        url,
+                        logs,
+                        _tmp: None,
+                    })
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                let out = logs.lock().unwrap().join("\n");
+                return Err(format!("herald exited with {status}:\n{out}"));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "herald did not start in 30 s"
+            );
+        }
+    }
+
+    pub fn svix(&self) -> Svix {
+        Svix::new(
+            TOKEN.to_string(),
+            Some(SvixOptions {
+                server_url: Some(self.url.clone()),
+                ..Default::default()
+            }),
+        )
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.url, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL, then wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        self.child.wait().expect("wait for herald")
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain HTTP client with the admin token.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+pub fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+/// The HTTP status of an SDK error.
+pub fn sdk_status(e: &svix::error::Error) -> u16 {
+    match e {
+        svix::error::Error::Http(c) => c.status.as_u16(),
+        svix::error::Error::Validation(c) => c.status.as_u16(),
+        other => panic!("not an HTTP error: {other:?}"),
+    }
+}
