@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, auth::Auth, ApiState};
 use crate::config::Config;
+use crate::delivery::{ClientError, Delivery};
 use crate::domain::token;
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -33,7 +34,12 @@ pub enum AppError {
     Random(String),
     #[error("start-up task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
+
+/// How often expired idempotency records are swept.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Run Herald with `config` until `shutdown` completes. `admin_token` is `HERALD_ADMIN_TOKEN`.
 pub async fn run(
@@ -54,10 +60,15 @@ pub async fn run(
         .await
         .map_err(|e| AppError::Join(e.to_string()))??;
     bootstrap_admin_token(&store, admin_token).await?;
+    // One crypto provider for every TLS user in the process (delivery now, the server later).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let delivery = Delivery::start(store.clone(), config.delivery())?;
+    let sweeper = tokio::spawn(sweep(store.clone()));
 
     let state = Arc::new(ApiState {
         auth: Auth::load(&store)?,
         store: store.clone(),
+        delivery: delivery.clone(),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
     });
@@ -69,9 +80,27 @@ pub async fn run(
         .map_err(|source| AppError::Bind { addr, source })?;
     tracing::info!("listening on http://{local}");
     crate::server::serve(listener, api::routes(state), shutdown).await;
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: letting running deliveries finish");
+    let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace);
+    if !delivery.shutdown(grace).await {
+        tracing::warn!("deliveries still running at the end of the grace period will be retried");
+    }
+    sweeper.abort();
     store.close()?;
     Ok(())
+}
+
+/// Periodic housekeeping: drop expired idempotency records.
+async fn sweep(store: Store) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.purge_expired_idempotency()).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired idempotency records swept"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "idempotency sweep failed"),
+            _ => {}
+        }
+    }
 }
 
 /// Make sure some admin token can reach the API: the one from `HERALD_ADMIN_TOKEN`, or, on first

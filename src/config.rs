@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Allow plain HTTP on a non-loopback address.
     pub insecure_http: bool,
+    /// Seconds that running deliveries and requests may take to finish at shutdown.
+    pub shutdown_grace: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,6 +72,18 @@ pub struct DeliveryConfig {
     pub allowed_cidrs: Vec<String>,
     /// Seconds before a delivery request times out (at most 30).
     pub request_timeout: f64,
+    /// Least seconds to wait before retrying after a timeout.
+    pub timeout_retry_floor: f64,
+    /// Most delivery requests in flight at once, in all.
+    pub max_concurrency: usize,
+    /// Most delivery requests in flight at once to one endpoint.
+    pub endpoint_concurrency: usize,
+    /// When a failing endpoint answers 2xx again, bring its waiting retries forward.
+    pub fast_recovery: bool,
+    /// Seconds of exhausted messages with no success after which an endpoint is disabled.
+    pub disable_after: f64,
+    /// Also send the signature headers under their `svix-` names.
+    pub svix_headers: bool,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +93,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./herald-data"),
             max_body_bytes: 1024 * 1024,
             insecure_http: false,
+            shutdown_grace: 30.0,
         }
     }
 }
@@ -109,6 +124,12 @@ impl Default for DeliveryConfig {
             retry_schedule: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
             allowed_cidrs: Vec::new(),
             request_timeout: 15.0,
+            timeout_retry_floor: 60.0,
+            max_concurrency: 512,
+            endpoint_concurrency: 64,
+            fast_recovery: true,
+            disable_after: 5.0 * 86400.0,
+            svix_headers: false,
         }
     }
 }
@@ -198,6 +219,30 @@ impl Config {
         {
             return bad("delivery.request_timeout", "must be seconds in (0, 30]");
         }
+        if !(d.timeout_retry_floor.is_finite() && (0.0..=86400.0).contains(&d.timeout_retry_floor))
+        {
+            return bad(
+                "delivery.timeout_retry_floor",
+                "must be seconds in [0, 86400]",
+            );
+        }
+        if !(1..=65536).contains(&d.max_concurrency) {
+            return bad("delivery.max_concurrency", "must be between 1 and 65536");
+        }
+        if !(1..=4096).contains(&d.endpoint_concurrency) {
+            return bad(
+                "delivery.endpoint_concurrency",
+                "must be between 1 and 4096",
+            );
+        }
+        if !(d.disable_after.is_finite() && d.disable_after >= 0.0) {
+            return bad("delivery.disable_after", "must be a number of seconds");
+        }
+        if !(self.server.shutdown_grace.is_finite()
+            && (0.0..=3600.0).contains(&self.server.shutdown_grace))
+        {
+            return bad("server.shutdown_grace", "must be seconds in [0, 3600]");
+        }
         for c in &d.allowed_cidrs {
             if c.parse::<ipnet::IpNet>().is_err() {
                 return Err(ConfigError::Invalid {
@@ -215,6 +260,27 @@ impl Config {
             max_headers: self.limits.max_headers,
             max_header_value_len: self.limits.max_header_value_len,
             max_metadata_entries: self.limits.max_metadata_entries,
+        }
+    }
+
+    /// Delivery settings as the delivery engine takes them (validated already).
+    pub fn delivery(&self) -> crate::delivery::DeliveryOptions {
+        let d = &self.delivery;
+        let secs = std::time::Duration::from_secs_f64;
+        crate::delivery::DeliveryOptions {
+            retry_schedule: d.retry_schedule.iter().map(|s| secs(*s)).collect(),
+            request_timeout: secs(d.request_timeout),
+            timeout_retry_floor: secs(d.timeout_retry_floor),
+            allowed_cidrs: d
+                .allowed_cidrs
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+            max_concurrency: d.max_concurrency,
+            endpoint_concurrency: d.endpoint_concurrency,
+            fast_recovery: d.fast_recovery,
+            disable_after: secs(d.disable_after),
+            svix_headers: d.svix_headers,
         }
     }
 

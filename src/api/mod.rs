@@ -3,12 +3,14 @@
 //! knows warp.
 
 mod apps;
+mod attempts;
 pub mod auth;
 mod endpoints;
 pub mod error;
 mod event_types;
 mod health;
 mod json;
+mod messages;
 mod pagination;
 mod query;
 
@@ -23,6 +25,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
+use crate::delivery::Delivery;
 use crate::domain::validate::Limits;
 use crate::store::Store;
 use auth::Auth;
@@ -32,6 +35,7 @@ use query::Query;
 /// What every handler may use.
 pub struct ApiState {
     pub store: Store,
+    pub delivery: Delivery,
     pub auth: Auth,
     pub limits: Limits,
     pub max_body_bytes: usize,
@@ -47,6 +51,10 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
             .or(event_types::routes(state.clone()))
             .unify()
             .or(endpoints::routes(state.clone()))
+            .unify()
+            .or(messages::routes(state.clone()))
+            .unify()
+            .or(attempts::routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))

@@ -39,6 +39,14 @@ fn next_ksuid() -> KsuidMs {
     KsuidMs::from_bytes(bytes)
 }
 
+/// The smallest (or, with `upper`, the greatest) KSUID of the 4 ms tick holding `millis`: bounds for
+/// selecting ids by creation time.
+pub fn ksuid_bound(millis: i64, upper: bool) -> String {
+    let payload = if upper { [0xffu8; 15] } else { [0u8; 15] };
+    let millis = millis.max(svix_ksuid::KSUID_EPOCH * 1000);
+    KsuidMs::from_millis(Some(millis), Some(&payload)).to_string()
+}
+
 fn is_ksuid(s: &str) -> bool {
     s.len() == KSUID_LEN
         && s.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -134,6 +142,17 @@ mod tests {
             (t - before).abs() < 2_000,
             "ksuid time {t} far from {before}"
         );
+    }
+
+    #[test]
+    fn time_bounds_enclose_ids_made_in_between() {
+        let before = chrono::Utc::now().timestamp_millis() - 10;
+        let id = MessageId::generate();
+        let after = chrono::Utc::now().timestamp_millis() + 10;
+        assert!(ksuid_bound(before, false).as_str() < id.ksuid());
+        assert!(ksuid_bound(after, true).as_str() > id.ksuid());
+        assert!(ksuid_bound(after, false).as_str() > id.ksuid());
+        assert_eq!(ksuid_bound(0, false).len(), KSUID_LEN);
     }
 
     #[test]

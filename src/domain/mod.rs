@@ -3,12 +3,14 @@
 //! Pure code: no I/O, no knowledge of sled, warp or reqwest.
 
 pub mod ids;
+pub mod message;
 pub mod model;
 pub mod time;
 pub mod token;
 pub mod validate;
 
-pub use ids::{AppId, EndpointId, IdError};
+pub use ids::{AppId, AttemptId, EndpointId, IdError, MessageId};
+pub use message::*;
 pub use model::*;
 pub use time::Timestamp;
 pub use validate::ValidationError;

@@ -15,6 +15,10 @@ impl Timestamp {
         self.0
     }
 
+    pub fn plus_millis(self, ms: i64) -> Self {
+        Timestamp(self.0.saturating_add(ms))
+    }
+
     pub fn plus_seconds(self, secs: i64) -> Self {
         Timestamp(self.0.saturating_add(secs.saturating_mul(1000)))
     }

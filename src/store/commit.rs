@@ -21,6 +21,8 @@ struct Durable {
 
 struct Shared {
     requested: AtomicU64,
+    /// Completed flush + fsync rounds (for tests and metrics).
+    rounds: AtomicU64,
     wake: Mutex<Wake>,
     cv: Condvar,
     durable: watch::Sender<Durable>,
@@ -44,6 +46,7 @@ impl GroupCommit {
         });
         let shared = Arc::new(Shared {
             requested: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
             wake: Mutex::new(Wake { stop: false }),
             cv: Condvar::new(),
             durable: tx,
@@ -79,6 +82,11 @@ impl GroupCommit {
         } else {
             Ok(())
         }
+    }
+
+    /// Completed flush + fsync rounds so far.
+    pub fn rounds(&self) -> u64 {
+        self.shared.rounds.load(Ordering::SeqCst)
     }
 
     /// Flush what is pending, then stop the thread. Later `wait` calls fail.
@@ -125,6 +133,7 @@ fn commit_loop(shared: &Shared, db: &sled::Db, db_file: &File) {
             failed = true;
         }
         done = target;
+        shared.rounds.fetch_add(1, Ordering::SeqCst);
         shared.durable.send_replace(Durable { seq: done, failed });
         if stopping {
             return;

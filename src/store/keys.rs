@@ -8,12 +8,23 @@
 //! | `endpoints`     | app ksuid (27) ‖ endpoint ksuid (27)  | Endpoint       |
 //! | `endpoint_uid`  | app ksuid (27) ‖ uid                  | endpoint ksuid |
 //! | `tokens`        | SHA-256 of the token (32)             | ApiToken       |
+//! | `messages`      | app (27) ‖ msg (27)                   | Message        |
+//! | `msg_event_id`  | app (27) ‖ eventId                    | msg ksuid      |
+//! | `idempotency`   | SHA-256(token hash ‖ path ‖ key) (32) | StoredResponse |
+//! | `queue`         | app (27) ‖ ep (27) ‖ due ms (8) ‖ seq (8) | Task       |
+//! | `destinations`  | app (27) ‖ ep (27) ‖ msg (27)         | Destination    |
+//! | `attempts`      | app (27) ‖ msg (27) ‖ attempt (27)    | Attempt        |
+//! | `attempts_by_ep`| app (27) ‖ ep (27) ‖ attempt (27)     | MessageId      |
+//! | `endpoint_health` | app (27) ‖ ep (27)                  | EndpointHealth |
 //!
+//! The queue is grouped by endpoint and ordered by due time within it, so the dispatcher can take
+//! the next due tasks of one endpoint without reading any other's, and bring an endpoint's waiting
+//! retries forward with one range scan. Integers are big-endian, so byte order is numeric order.
 //! KSUIDs are fixed-width base62, so byte order is creation order; composite keys put fixed-width
 //! parts first so a prefix scan selects one parent.
 
 use crate::domain::ids::KSUID_LEN;
-use crate::domain::{AppId, EndpointId};
+use crate::domain::{AppId, AttemptId, EndpointId, MessageId};
 
 pub const TREE_APPS: &str = "apps";
 pub const TREE_APP_UID: &str = "app_uid";
@@ -21,6 +32,113 @@ pub const TREE_EVENT_TYPES: &str = "event_types";
 pub const TREE_ENDPOINTS: &str = "endpoints";
 pub const TREE_ENDPOINT_UID: &str = "endpoint_uid";
 pub const TREE_TOKENS: &str = "tokens";
+pub const TREE_MESSAGES: &str = "messages";
+pub const TREE_MSG_EVENT_ID: &str = "msg_event_id";
+pub const TREE_IDEMPOTENCY: &str = "idempotency";
+pub const TREE_QUEUE: &str = "queue";
+pub const TREE_DESTINATIONS: &str = "destinations";
+pub const TREE_ATTEMPTS: &str = "attempts";
+pub const TREE_ATTEMPTS_BY_EP: &str = "attempts_by_ep";
+pub const TREE_ENDPOINT_HEALTH: &str = "endpoint_health";
+
+/// Length of an `app ‖ endpoint` prefix.
+pub const ENDPOINT_KEY_LEN: usize = 2 * KSUID_LEN;
+/// Length of a queue key.
+pub const QUEUE_KEY_LEN: usize = ENDPOINT_KEY_LEN + 16;
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+pub fn message(app: &AppId, msg: &MessageId) -> Vec<u8> {
+    cat(&[app.ksuid().as_bytes(), msg.ksuid().as_bytes()])
+}
+
+pub fn messages_of(app: &AppId) -> Vec<u8> {
+    app.ksuid().as_bytes().to_vec()
+}
+
+pub fn msg_event_id(app: &AppId, event_id: &str) -> Vec<u8> {
+    cat(&[app.ksuid().as_bytes(), event_id.as_bytes()])
+}
+
+/// Queue key of a task of `ep` due at `due_ms`; `seq` makes it unique.
+pub fn queue(app: &AppId, ep: &EndpointId, due_ms: i64, seq: u64) -> Vec<u8> {
+    let due = due_ms.max(0) as u64;
+    cat(&[
+        app.ksuid().as_bytes(),
+        ep.ksuid().as_bytes(),
+        &due.to_be_bytes(),
+        &seq.to_be_bytes(),
+    ])
+}
+
+/// Every queued task of one endpoint.
+pub fn queue_of(app: &AppId, ep: &EndpointId) -> Vec<u8> {
+    endpoint(app, ep)
+}
+
+/// Due time and sequence of a queue key.
+pub fn queue_due(key: &[u8]) -> Option<(i64, u64)> {
+    if key.len() != QUEUE_KEY_LEN {
+        return None;
+    }
+    let due = u64::from_be_bytes(
+        key[ENDPOINT_KEY_LEN..ENDPOINT_KEY_LEN + 8]
+            .try_into()
+            .ok()?,
+    );
+    let seq = u64::from_be_bytes(key[ENDPOINT_KEY_LEN + 8..].try_into().ok()?);
+    Some((due as i64, seq))
+}
+
+/// The application and endpoint of a key that starts with `app ‖ ep`.
+pub fn endpoint_of(key: &[u8]) -> Option<(AppId, EndpointId)> {
+    let app = std::str::from_utf8(key.get(..KSUID_LEN)?).ok()?;
+    let ep = std::str::from_utf8(key.get(KSUID_LEN..ENDPOINT_KEY_LEN)?).ok()?;
+    Some((
+        AppId::from_ksuid(app).ok()?,
+        EndpointId::from_ksuid(ep).ok()?,
+    ))
+}
+
+pub fn destination(app: &AppId, ep: &EndpointId, msg: &MessageId) -> Vec<u8> {
+    cat(&[
+        app.ksuid().as_bytes(),
+        ep.ksuid().as_bytes(),
+        msg.ksuid().as_bytes(),
+    ])
+}
+
+/// The message id at the end of a `destinations` key.
+pub fn destination_msg(key: &[u8]) -> Option<MessageId> {
+    MessageId::from_ksuid(std::str::from_utf8(key.get(ENDPOINT_KEY_LEN..)?).ok()?).ok()
+}
+
+pub fn attempt(app: &AppId, msg: &MessageId, attempt: &AttemptId) -> Vec<u8> {
+    cat(&[
+        app.ksuid().as_bytes(),
+        msg.ksuid().as_bytes(),
+        attempt.ksuid().as_bytes(),
+    ])
+}
+
+pub fn attempts_of_msg(app: &AppId, msg: &MessageId) -> Vec<u8> {
+    message(app, msg)
+}
+
+pub fn attempt_by_ep(app: &AppId, ep: &EndpointId, attempt: &AttemptId) -> Vec<u8> {
+    cat(&[
+        app.ksuid().as_bytes(),
+        ep.ksuid().as_bytes(),
+        attempt.ksuid().as_bytes(),
+    ])
+}
+
+/// The attempt id at the end of an `attempts` or `attempts_by_ep` key.
+pub fn attempt_id_of(key: &[u8]) -> Option<AttemptId> {
+    AttemptId::from_ksuid(std::str::from_utf8(key.get(ENDPOINT_KEY_LEN..)?).ok()?).ok()
+}
 
 pub fn app(id: &AppId) -> Vec<u8> {
     id.ksuid().as_bytes().to_vec()
@@ -108,6 +226,39 @@ mod tests {
         let b = AppId::generate();
         assert!(endpoint_uid(&a, "x").starts_with(&endpoints_of(&a)));
         assert_ne!(endpoint_uid(&a, "x"), endpoint_uid(&b, "x"));
+    }
+
+    #[test]
+    fn queue_keys_order_by_endpoint_then_due_time() {
+        let a = AppId::generate();
+        let e1 = EndpointId::generate();
+        let e2 = EndpointId::generate();
+        let k = queue(&a, &e1, 1_700_000_000_123, 7);
+        assert_eq!(k.len(), QUEUE_KEY_LEN);
+        assert_eq!(queue_due(&k), Some((1_700_000_000_123, 7)));
+        assert_eq!(endpoint_of(&k), Some((a.clone(), e1.clone())));
+        assert!(k.starts_with(&queue_of(&a, &e1)));
+        // Earlier due first, then sequence; all of e1 before any of e2.
+        assert!(queue(&a, &e1, 5, 9) < queue(&a, &e1, 6, 0));
+        assert!(queue(&a, &e1, 5, 1) < queue(&a, &e1, 5, 2));
+        assert!(queue(&a, &e1, 256, 0) > queue(&a, &e1, 255, u64::MAX));
+        assert!(queue(&a, &e1, i64::MAX, u64::MAX) < queue(&a, &e2, 0, 0));
+        assert_eq!(queue_due(b"short"), None);
+    }
+
+    #[test]
+    fn message_scoped_keys_round_trip() {
+        let a = AppId::generate();
+        let e = EndpointId::generate();
+        let m = MessageId::generate();
+        let t = AttemptId::generate();
+        assert_eq!(destination_msg(&destination(&a, &e, &m)), Some(m.clone()));
+        assert!(destination(&a, &e, &m).starts_with(&endpoint(&a, &e)));
+        assert_eq!(attempt_id_of(&attempt(&a, &m, &t)), Some(t.clone()));
+        assert!(attempt(&a, &m, &t).starts_with(&attempts_of_msg(&a, &m)));
+        assert_eq!(attempt_id_of(&attempt_by_ep(&a, &e, &t)), Some(t));
+        assert!(message(&a, &m).starts_with(&messages_of(&a)));
+        assert_ne!(msg_event_id(&a, "x"), msg_event_id(&AppId::generate(), "x"));
     }
 
     #[test]

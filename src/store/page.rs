@@ -40,6 +40,20 @@ pub fn scan<T: DeserializeOwned>(
     q: &PageQuery,
     keep: impl Fn(&T) -> bool,
 ) -> Result<Page<T>, StoreError> {
+    let page = scan_entries(tree, prefix, q, |_: &[u8], v: &T| keep(v))?;
+    Ok(Page {
+        items: page.items.into_iter().map(|(_, v)| v).collect(),
+        done: page.done,
+    })
+}
+
+/// Like [`scan`], with each record's key.
+pub fn scan_entries<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    q: &PageQuery,
+    keep: impl Fn(&[u8], &T) -> bool,
+) -> Result<Page<(sled::IVec, T)>, StoreError> {
     let direction = q.cursor.as_ref().map_or(Direction::Next, |c| c.1);
     // Walking keys upward serves ascending lists going forward and descending lists going back.
     let upward = q.descending == (direction == Direction::Prev);
@@ -62,9 +76,10 @@ pub fn scan<T: DeserializeOwned>(
     };
     let mut items = Vec::with_capacity(q.limit.min(256) + 1);
     for r in range {
-        let item: T = decode(&r?.1)?;
-        if keep(&item) {
-            items.push(item);
+        let (k, v) = r?;
+        let item: T = decode(&v)?;
+        if keep(&k, &item) {
+            items.push((k, item));
             if items.len() > q.limit {
                 break;
             }

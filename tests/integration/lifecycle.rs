@@ -158,7 +158,7 @@ async fn a_generated_admin_token_is_printed_once_and_works() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let client = reqwest::Client::new();
+    let client = crate::support::http();
     let ok = client
         .get(h.api("/app"))
         .bearer_auth(&token)

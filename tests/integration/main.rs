@@ -2,6 +2,9 @@
 //! temporary data directory) through the official `svix` SDK or plain HTTP.
 
 mod apps;
+mod crash;
+mod delivery;
+mod delivery_failures;
 mod endpoints;
 mod errors;
 mod event_types;

@@ -8,6 +8,21 @@ use std::time::Duration;
 
 use svix::api::{Svix, SvixOptions};
 
+pub mod receiver;
+
+/// Settings that let deliveries reach loopback receivers quickly (retries after 0.2 s, 0.4 s).
+pub fn fast_delivery_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "HERALD_DELIVERY__ALLOWED_CIDRS",
+            "127.0.0.0/8,::1/128".to_string(),
+        ),
+        ("HERALD_DELIVERY__RETRY_SCHEDULE", "0.2,0.4".to_string()),
+        ("HERALD_DELIVERY__REQUEST_TIMEOUT", "2".to_string()),
+        ("HERALD_DELIVERY__TIMEOUT_RETRY_FLOOR", "0.2".to_string()),
+    ]
+}
+
 /// The admin token every test server accepts (set through `HERALD_ADMIN_TOKEN`).
 pub const TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -63,8 +78,17 @@ pub fn command(launch: &Launch) -> Command {
 impl Herald {
     /// A server on a fresh temporary data directory.
     pub fn start() -> Herald {
+        Herald::start_with(Vec::new())
+    }
+
+    /// A server on a fresh temporary data directory with these `HERALD_*` variables.
+    pub fn start_with(env: Vec<(&str, String)>) -> Herald {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut h = Herald::launch(&Launch::new(tmp.path())).expect("herald starts");
+        let launch = Launch {
+            env,
+            ..Launch::new(tmp.path())
+        };
+        let mut h = Herald::launch(&launch).expect("herald starts");
         h._tmp = Some(tmp);
         h
     }
@@ -154,6 +178,8 @@ impl Drop for Herald {
 
 /// A plain HTTP client with the admin token.
 pub fn http() -> reqwest::Client {
+    // reqwest is built without a bundled crypto provider (Herald installs ring once at start).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 

@@ -1,0 +1,395 @@
+//! Delivery state over the API: attempts (by message, by endpoint, one), a message's destinations,
+//! resend (a manual try, not retried), recover (re-send an endpoint's failed messages in a window)
+//! and endpoint stats.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::apps::find_app;
+use super::error::ApiError;
+use super::json;
+use super::messages::time_param;
+use super::pagination::{list_response, ListParams};
+use super::query::Query;
+use super::{body, query, reply, respond, with, Seg, State};
+use crate::domain::{
+    Application, Attempt, AttemptId, DeliveryStatus, Endpoint, Message, Timestamp, ValidationError,
+};
+use crate::store::Page;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptOut {
+    id: String,
+    msg_id: String,
+    endpoint_id: String,
+    url: String,
+    response: String,
+    response_status_code: i16,
+    response_duration_ms: i64,
+    status: u8,
+    status_text: &'static str,
+    trigger_type: u8,
+    timestamp: String,
+    msg: Option<()>,
+}
+
+impl From<Attempt> for AttemptOut {
+    fn from(a: Attempt) -> Self {
+        AttemptOut {
+            id: a.id.to_string(),
+            msg_id: a.msg_id.to_string(),
+            endpoint_id: a.endpoint_id.to_string(),
+            url: a.url,
+            response: a.response,
+            response_status_code: a.response_status_code,
+            response_duration_ms: a.duration_ms,
+            status: a.status.code(),
+            status_text: a.status.text(),
+            trigger_type: a.trigger.code(),
+            timestamp: a.created_at.to_rfc3339(),
+            msg: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DestinationOut {
+    id: String,
+    uid: Option<String>,
+    url: String,
+    description: String,
+    status: u8,
+    status_text: &'static str,
+    next_attempt: Option<String>,
+    disabled: bool,
+    event_types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
+    throttle_rate: Option<u16>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecoverIn {
+    since: String,
+    until: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecoverOut {
+    id: String,
+    status: &'static str,
+    task: &'static str,
+    updated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct StatsOut {
+    success: u64,
+    pending: u64,
+    sending: u64,
+    fail: u64,
+    canceled: u64,
+}
+
+pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    let by_msg = warp::path!("app" / Seg / "attempt" / "msg" / Seg)
+        .and(warp::get())
+        .and(with(&state))
+        .and(query())
+        .then(|a, m, s, q| async move { respond(by_msg(s, a, m, q)) });
+    let by_endpoint = warp::path!("app" / Seg / "attempt" / "endpoint" / Seg)
+        .and(warp::get())
+        .and(with(&state))
+        .and(query())
+        .then(|a, e, s, q| async move { respond(by_endpoint(s, a, e, q)) });
+    let one = warp::path!("app" / Seg / "msg" / Seg / "attempt" / Seg)
+        .and(warp::get())
+        .and(with(&state))
+        .then(|a, m, t, s| async move { respond(get_one(s, a, m, t)) });
+    let destinations = warp::path!("app" / Seg / "msg" / Seg / "endpoint")
+        .and(warp::get())
+        .and(with(&state))
+        .and(query())
+        .then(|a, m, s, q| async move { respond(destinations(s, a, m, q)) });
+    let resend = warp::path!("app" / Seg / "msg" / Seg / "endpoint" / Seg / "resend")
+        .and(warp::post())
+        .and(with(&state))
+        .then(|a, m, e, s| async move { respond(resend(s, a, m, e).await) });
+    let recover = warp::path!("app" / Seg / "endpoint" / Seg / "recover")
+        .and(warp::post())
+        .and(with(&state))
+        .and(body(&state))
+        .then(|a, e, s, b| async move { respond(recover(s, a, e, b).await) });
+    let stats = warp::path!("app" / Seg / "endpoint" / Seg / "stats")
+        .and(warp::get())
+        .and(with(&state))
+        .and(query())
+        .then(|a, e, s, q| async move { respond(stats(s, a, e, q).await) });
+    by_msg
+        .or(by_endpoint)
+        .unify()
+        .or(one)
+        .unify()
+        .or(destinations)
+        .unify()
+        .or(resend)
+        .unify()
+        .or(recover)
+        .unify()
+        .or(stats)
+        .unify()
+        .boxed()
+}
+
+fn find_msg(s: &State, app: &Application, msg: &Seg) -> Result<Message, ApiError> {
+    s.store
+        .get_message(&app.id, &msg.0)?
+        .ok_or(ApiError::NotFound("message not found"))
+}
+
+fn find_endpoint(s: &State, app: &Application, ep: &Seg) -> Result<Endpoint, ApiError> {
+    s.store
+        .get_endpoint(&app.id, &ep.0)?
+        .ok_or(ApiError::NotFound("endpoint not found"))
+}
+
+/// Attempt filters: `status` (0 success, 2 fail, ...), `status_code_class` (0 no response, 100 ..
+/// 500), `before`, `after`.
+struct AttemptFilter {
+    status: Option<u8>,
+    class: Option<i16>,
+    before: Option<Timestamp>,
+    after: Option<Timestamp>,
+}
+
+impl AttemptFilter {
+    fn parse(q: &Query) -> Result<Self, ApiError> {
+        let int = |name: &str, ok: &dyn Fn(i64) -> bool| -> Result<Option<i64>, ApiError> {
+            match q.get(name) {
+                None => Ok(None),
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if ok(n) => Ok(Some(n)),
+                    _ => Err(
+                        ValidationError::new(format!("query.{name}"), "is not a valid value")
+                            .into(),
+                    ),
+                },
+            }
+        };
+        Ok(AttemptFilter {
+            status: int("status", &|n| (0..=4).contains(&n))?.map(|n| n as u8),
+            class: int("status_code_class", &|n| {
+                n % 100 == 0 && (0..=500).contains(&n)
+            })?
+            .map(|n| n as i16),
+            before: time_param(q, "before")?,
+            after: time_param(q, "after")?,
+        })
+    }
+
+    fn keep(&self, a: &Attempt) -> bool {
+        self.status.is_none_or(|s| a.status.code() == s)
+            && self.class.is_none_or(|c| match c {
+                0 => a.response_status_code == 0,
+                c => (c..c + 100).contains(&a.response_status_code),
+            })
+            && self.before.is_none_or(|b| a.created_at < b)
+            && self.after.is_none_or(|t| a.created_at > t)
+    }
+}
+
+fn attempt_cursor(c: &str) -> Option<Vec<u8>> {
+    c.parse::<AttemptId>()
+        .ok()
+        .map(|id| id.ksuid().as_bytes().to_vec())
+}
+
+fn attempts_page(page: Page<Attempt>) -> Response {
+    let out = list_response(page, |a| a.id.to_string(), AttemptOut::from);
+    reply(StatusCode::OK, &out)
+}
+
+fn by_msg(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let msg = find_msg(&s, &app, &msg)?;
+    let pq = ListParams::parse(&q, true)?.to_page_query(attempt_cursor)?;
+    let filter = AttemptFilter::parse(&q)?;
+    let endpoint = match q.get("endpoint_id") {
+        Some(e) => Some(find_endpoint(&s, &app, &Seg(e.to_string()))?.id),
+        None => None,
+    };
+    let page = s.store.list_attempts_by_msg(&app.id, &msg.id, &pq, |a| {
+        filter.keep(a) && endpoint.as_ref().is_none_or(|e| &a.endpoint_id == e)
+    })?;
+    Ok(attempts_page(page))
+}
+
+fn by_endpoint(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let ep = find_endpoint(&s, &app, &ep)?;
+    let pq = ListParams::parse(&q, true)?.to_page_query(attempt_cursor)?;
+    let filter = AttemptFilter::parse(&q)?;
+    let page = s
+        .store
+        .list_attempts_by_endpoint(&app.id, &ep.id, &pq, |a| filter.keep(a))?;
+    Ok(attempts_page(page))
+}
+
+fn get_one(s: State, app: Seg, msg: Seg, attempt: Seg) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let msg = find_msg(&s, &app, &msg)?;
+    let id = attempt
+        .0
+        .parse::<AttemptId>()
+        .map_err(|_| ApiError::NotFound("attempt not found"))?;
+    let a = s
+        .store
+        .get_attempt(&app.id, &msg.id, &id)?
+        .ok_or(ApiError::NotFound("attempt not found"))?;
+    Ok(reply(StatusCode::OK, &AttemptOut::from(a)))
+}
+
+/// The endpoints a message was sent to, with its state at each.
+fn destinations(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let msg = find_msg(&s, &app, &msg)?;
+    let params = ListParams::parse(&q, false)?;
+    let mut rows = Vec::new();
+    for ep in s.store.all_endpoints(&app.id)? {
+        if let Some(d) = s.store.destination(&app.id, &ep.id, &msg.id)? {
+            let running =
+                s.delivery.running(&app.id, &ep.id) > 0 && d.status == DeliveryStatus::Pending;
+            let status = if running {
+                DeliveryStatus::Sending
+            } else {
+                d.status
+            };
+            rows.push(DestinationOut {
+                id: ep.id.to_string(),
+                uid: ep.uid,
+                url: ep.url,
+                description: ep.description,
+                status: status.code(),
+                status_text: status.text(),
+                next_attempt: d.next_attempt.map(Timestamp::to_rfc3339),
+                disabled: ep.disabled,
+                event_types: ep.filter_types,
+                channels: ep.channels,
+                throttle_rate: ep.throttle_rate,
+                created_at: ep.created_at.to_rfc3339(),
+                updated_at: ep.updated_at.to_rfc3339(),
+            });
+        }
+    }
+    // Applications hold few endpoints: page in memory, after the iterator's endpoint id.
+    if let Some((after, _)) = &params.cursor {
+        rows.retain(|r| r.id.as_str() > after.as_str());
+    }
+    let done = rows.len() <= params.limit;
+    rows.truncate(params.limit);
+    let out = list_response(Page { items: rows, done }, |r| r.id.clone(), |r| r);
+    Ok(reply(StatusCode::OK, &out))
+}
+
+async fn resend(s: State, app: Seg, msg: Seg, ep: Seg) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let msg = find_msg(&s, &app, &msg)?;
+    let ep = find_endpoint(&s, &app, &ep)?;
+    s.store.enqueue_manual(&app.id, &ep.id, &[msg.id]).await?;
+    s.delivery.enqueued(&app.id, &[ep.id]);
+    Ok(reply(StatusCode::ACCEPTED, &serde_json::json!({})))
+}
+
+/// Queue a manual try of every message whose delivery to the endpoint failed, created in
+/// `[since, until)`. Answers at once; the re-sends run in the background.
+async fn recover(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {
+    let input: RecoverIn = json::parse(&body)?;
+    let since = Timestamp::parse_rfc3339(&input.since)
+        .ok_or_else(|| ValidationError::new("since", "must be an RFC 3339 date-time"))?;
+    let until = match &input.until {
+        Some(u) => Some(
+            Timestamp::parse_rfc3339(u)
+                .ok_or_else(|| ValidationError::new("until", "must be an RFC 3339 date-time"))?,
+        ),
+        None => None,
+    };
+    let app = find_app(&s, &app.0)?;
+    let ep = find_endpoint(&s, &app, &ep)?;
+    let task_id = format!(
+        "qtask_{}",
+        crate::domain::ids::ksuid_bound(Timestamp::now().millis(), false)
+    );
+    let state = s.clone();
+    tokio::spawn(async move {
+        let store = state.store.clone();
+        let (a, e) = (app.id.clone(), ep.id.clone());
+        let failed =
+            tokio::task::spawn_blocking(move || store.failed_messages(&a, &e, since, until)).await;
+        let result = match failed {
+            Ok(Ok(msgs)) => {
+                let n = msgs.len();
+                for chunk in msgs.chunks(1000) {
+                    if let Err(e) = state.store.enqueue_manual(&app.id, &ep.id, chunk).await {
+                        tracing::error!(error = %e, "recover: queueing failed");
+                        return;
+                    }
+                    state
+                        .delivery
+                        .enqueued(&app.id, std::slice::from_ref(&ep.id));
+                }
+                n
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "recover: reading failed messages failed");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recover task failed");
+                return;
+            }
+        };
+        tracing::info!(endpoint = %ep.id, messages = result, "recover queued");
+    });
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        &RecoverOut {
+            id: task_id,
+            status: "running",
+            task: "endpoint.recover",
+            updated_at: Timestamp::now().to_rfc3339(),
+        },
+    ))
+}
+
+async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let ep = find_endpoint(&s, &app, &ep)?;
+    let since = time_param(&q, "since")?;
+    let until = time_param(&q, "until")?;
+    let store = s.store.clone();
+    let (a, e) = (app.id.clone(), ep.id.clone());
+    let counts =
+        tokio::task::spawn_blocking(move || store.destination_counts(&a, &e, since, until))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let sending = s.delivery.running(&app.id, &ep.id) as u64;
+    let pending = counts[DeliveryStatus::Pending.code() as usize];
+    Ok(reply(
+        StatusCode::OK,
+        &StatsOut {
+            success: counts[DeliveryStatus::Success.code() as usize],
+            pending: pending.saturating_sub(sending),
+            sending,
+            fail: counts[DeliveryStatus::Fail.code() as usize],
+            canceled: 0,
+        },
+    ))
+}

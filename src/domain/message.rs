@@ -1,0 +1,187 @@
+//! Messages and what happens to them: the delivery task that waits in the queue, the state of each
+//! (message, endpoint) destination, the record of every try, and each endpoint's health clock.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AppId, AttemptId, EndpointId, MessageId};
+use super::model::Endpoint;
+use super::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub app_id: AppId,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    /// The payload's JSON text exactly as received; it is sent byte for byte.
+    pub payload: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+/// Svix's MessageStatus, with its wire numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryStatus {
+    Success,
+    Pending,
+    Fail,
+    Sending,
+}
+
+impl DeliveryStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            DeliveryStatus::Success => 0,
+            DeliveryStatus::Pending => 1,
+            DeliveryStatus::Fail => 2,
+            DeliveryStatus::Sending => 3,
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            DeliveryStatus::Success => "success",
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Fail => "fail",
+            DeliveryStatus::Sending => "sending",
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Success, Self::Pending, Self::Fail, Self::Sending]
+            .into_iter()
+            .find(|s| s.code() == code)
+    }
+}
+
+/// What started a try: the retry schedule, or an operator (resend, recover), which is not retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+}
+
+impl Trigger {
+    pub fn code(self) -> u8 {
+        match self {
+            Trigger::Scheduled => 0,
+            Trigger::Manual => 1,
+        }
+    }
+}
+
+/// An endpoint with its application: how the queue and the dispatcher name a destination.
+pub type EndpointRef = (AppId, EndpointId);
+
+/// A queued delivery of one message to one endpoint (the endpoint is in the queue key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub msg_id: MessageId,
+    /// Tries made so far.
+    pub tries: u32,
+    pub trigger: Trigger,
+}
+
+/// The state of one message at one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    pub status: DeliveryStatus,
+    pub next_attempt: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// One HTTP try. `response_status_code` is 0 when no response came; `response` then holds the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub app_id: AppId,
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub url: String,
+    pub status: DeliveryStatus,
+    pub response_status_code: i16,
+    pub response: String,
+    pub duration_ms: i64,
+    pub trigger: Trigger,
+    pub created_at: Timestamp,
+}
+
+/// The clock behind auto-disable: since when an endpoint has had messages exhausted with no success.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointHealth {
+    pub failing_since: Option<Timestamp>,
+    pub last_success: Option<Timestamp>,
+}
+
+impl Endpoint {
+    /// Whether a message of `event_type` on `channels` goes to this endpoint: its event-type filter
+    /// (absent = all) must name the type, and if it lists channels the message must carry one.
+    pub fn accepts(&self, event_type: &str, channels: Option<&[String]>) -> bool {
+        let type_ok = self
+            .filter_types
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|x| x == event_type));
+        let channel_ok = match &self.channels {
+            None => true,
+            Some(wanted) => channels.is_some_and(|c| c.iter().any(|x| wanted.contains(x))),
+        };
+        type_ok && channel_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::SigningKey;
+
+    fn ep(types: Option<&[&str]>, channels: Option<&[&str]>) -> Endpoint {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Endpoint {
+            id: EndpointId::generate(),
+            app_id: AppId::generate(),
+            uid: None,
+            url: "https://example.com".into(),
+            description: String::new(),
+            filter_types: types.map(v),
+            channels: channels.map(v),
+            disabled: false,
+            disabled_reason: None,
+            throttle_rate: None,
+            headers: Default::default(),
+            metadata: Default::default(),
+            version: 1,
+            secret: SigningKey(vec![0; 24]),
+            retired_keys: vec![],
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn filters_match_event_types_and_channels() {
+        let s = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(ep(None, None).accepts("a", None));
+        assert!(ep(None, None).accepts("a", Some(&s(&["c1"]))));
+        assert!(ep(Some(&["a", "b"]), None).accepts("b", None));
+        assert!(!ep(Some(&["a", "b"]), None).accepts("c", None));
+        assert!(
+            !ep(None, Some(&["c1"])).accepts("a", None),
+            "channel endpoints need a channel"
+        );
+        assert!(ep(None, Some(&["c1", "c2"])).accepts("a", Some(&s(&["c9", "c2"]))));
+        assert!(!ep(None, Some(&["c1"])).accepts("a", Some(&s(&["c2"]))));
+        assert!(!ep(Some(&["a"]), Some(&["c1"])).accepts("b", Some(&s(&["c1"]))));
+    }
+
+    #[test]
+    fn statuses_have_svix_numbers() {
+        assert_eq!(DeliveryStatus::Success.code(), 0);
+        assert_eq!(DeliveryStatus::Pending.code(), 1);
+        assert_eq!(DeliveryStatus::Fail.code(), 2);
+        assert_eq!(DeliveryStatus::Sending.code(), 3);
+        assert_eq!(DeliveryStatus::from_code(2), Some(DeliveryStatus::Fail));
+        assert_eq!(DeliveryStatus::from_code(9), None);
+        assert_eq!(Trigger::Manual.code(), 1);
+    }
+}
