@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, auth::Auth, ApiState};
 use crate::config::Config;
 use crate::delivery::{ClientError, Delivery};
-use crate::domain::token;
+use crate::domain::{token, Timestamp};
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// Name under which the `HERALD_ADMIN_TOKEN` token is stored; a new value replaces the old one.
@@ -63,7 +63,7 @@ pub async fn run(
     // One crypto provider for every TLS user in the process (delivery now, the server later).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let delivery = Delivery::start(store.clone(), config.delivery())?;
-    let sweeper = tokio::spawn(sweep(store.clone()));
+    let sweeper = tokio::spawn(sweep(store.clone(), config.store.retention_days));
 
     let state = Arc::new(ApiState {
         auth: Auth::load(&store)?,
@@ -90,16 +90,31 @@ pub async fn run(
     Ok(())
 }
 
-/// Periodic housekeeping: drop expired idempotency records.
-async fn sweep(store: Store) {
+/// Periodic housekeeping: drop expired idempotency records, and messages past retention with
+/// their attempts.
+async fn sweep(store: Store, retention_days: u32) {
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     loop {
-        tokio::time::sleep(SWEEP_EVERY).await;
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.purge_expired_idempotency()).await {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired idempotency records swept"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "idempotency sweep failed"),
+        let swept = tokio::task::spawn_blocking(move || {
+            let keys = s.purge_expired_idempotency()?;
+            let msgs = match retention_days {
+                0 => 0,
+                days => s.purge_messages_before(
+                    Timestamp::now().plus_seconds(-86400 * i64::from(days)),
+                )?,
+            };
+            Ok::<_, StoreError>((keys, msgs))
+        })
+        .await;
+        match swept {
+            Ok(Ok((keys, msgs))) if keys + msgs > 0 => {
+                tracing::info!(idempotency_keys = keys, messages = msgs, "retention sweep")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
             _ => {}
         }
+        tokio::time::sleep(SWEEP_EVERY).await;
     }
 }
 

@@ -50,6 +50,8 @@ pub struct ServerConfig {
 pub struct StoreConfig {
     /// sled's page cache, in MiB.
     pub cache_capacity_mb: u64,
+    /// Days messages (with their attempts) are kept; 0 keeps them forever.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -102,6 +104,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             cache_capacity_mb: 64,
+            retention_days: 90,
         }
     }
 }

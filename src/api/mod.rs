@@ -11,6 +11,7 @@ mod event_types;
 mod health;
 mod json;
 mod messages;
+mod openapi;
 mod pagination;
 mod query;
 
@@ -58,6 +59,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
             .unify(),
     );
     v1.and(health::routes(state.clone()))
+        .or(v1.and(openapi::routes()))
+        .unify()
         .or(protected)
         .unify()
         .recover(error::handle_rejection)

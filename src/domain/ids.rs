@@ -65,6 +65,11 @@ macro_rules! id_type {
                 $name(format!("{}{}", $prefix, next_ksuid()))
             }
 
+            /// An id made at `millis` (for records dated in the past, e.g. in retention tests).
+            pub fn generate_at(millis: i64) -> Self {
+                $name(format!("{}{}", $prefix, KsuidMs::from_millis(Some(millis), None)))
+            }
+
             /// The 27 KSUID characters: fixed width, so byte order is time order in store keys.
             pub fn ksuid(&self) -> &str {
                 &self.0[$prefix.len()..]

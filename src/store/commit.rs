@@ -19,6 +19,9 @@ struct Durable {
     failed: bool,
 }
 
+/// How long a commit round waits for more writers when the last round had several.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(1000);
+
 struct Shared {
     requested: AtomicU64,
     /// Completed flush + fsync rounds (for tests and metrics).
@@ -30,6 +33,8 @@ struct Shared {
 
 struct Wake {
     stop: bool,
+    /// The commit thread is parked on the condvar (so a writer must wake it).
+    idle: bool,
 }
 
 pub struct GroupCommit {
@@ -47,7 +52,10 @@ impl GroupCommit {
         let shared = Arc::new(Shared {
             requested: AtomicU64::new(0),
             rounds: AtomicU64::new(0),
-            wake: Mutex::new(Wake { stop: false }),
+            wake: Mutex::new(Wake {
+                stop: false,
+                idle: false,
+            }),
             cv: Condvar::new(),
             durable: tx,
         });
@@ -64,14 +72,20 @@ impl GroupCommit {
 
     /// Wait until everything this task wrote before the call is on disk.
     pub async fn wait(&self) -> Result<(), StoreError> {
-        let seq = {
+        let (seq, idle) = {
             let wake = self.shared.wake.lock().unwrap_or_else(|e| e.into_inner());
             if wake.stop {
                 return Err(StoreError::Durability("the store is closed".into()));
             }
-            self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1
+            (
+                self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1,
+                wake.idle,
+            )
         };
-        self.shared.cv.notify_one();
+        // A busy commit thread looks at `requested` again before it parks: no wake-up needed.
+        if idle {
+            self.shared.cv.notify_one();
+        }
         let mut rx = self.shared.durable.subscribe();
         let reached = rx
             .wait_for(|d| d.seq >= seq || d.failed)
@@ -111,21 +125,30 @@ impl Drop for GroupCommit {
 
 fn commit_loop(shared: &Shared, db: &sled::Db, db_file: &File) {
     let mut done = 0u64;
+    let mut last_batch = 0u64;
     let mut failed = false;
     loop {
         let stopping = {
             let mut w = shared.wake.lock().unwrap_or_else(|e| e.into_inner());
             while !w.stop && shared.requested.load(Ordering::SeqCst) <= done {
+                w.idle = true;
                 w = shared.cv.wait(w).unwrap_or_else(|e| e.into_inner());
+                w.idle = false;
             }
             w.stop
         };
+        // Under concurrent load, wait a moment so one flush covers more writers: each flush costs
+        // the kernel a write-back, whatever its size. A lone writer is not delayed.
+        if last_batch > 1 && !stopping {
+            std::thread::sleep(GATHER);
+        }
         // Everyone who took a number up to `target` wrote before taking it, so this flush covers them.
         let target = shared.requested.load(Ordering::SeqCst);
         let result = db
             .flush()
             .map_err(|e| e.to_string())
             .and_then(|_| db_file.sync_data().map_err(|e| e.to_string()));
+        last_batch = target - done;
         if let Err(e) = result {
             // Sticky, as after a failed fsync the kernel may have dropped the dirty pages: promising
             // durability again would be a lie.

@@ -11,6 +11,7 @@ mod event_types;
 pub mod keys;
 mod messages;
 pub mod page;
+mod retention;
 mod tokens;
 
 use std::fs::File;

@@ -9,4 +9,5 @@ mod endpoints;
 mod errors;
 mod event_types;
 mod lifecycle;
+mod openapi;
 mod support;

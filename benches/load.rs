@@ -1,0 +1,414 @@
+//! Load benchmark (run on demand, not in CI): starts the real `herald` binary and a fast local
+//! receiver, drives Herald through its HTTP API, and prints ingest msg/s, delivered msg/s,
+//! accept-to-receipt latency percentiles and Herald's RSS.
+//!
+//!     cargo bench --bench load -- [all|ingest|fanout|steady|backlog] [--duration SECS] [--backlog N]
+//!
+//! Scenarios: `ingest` (concurrency 64, 1 KiB payloads, 1 endpoint), `fanout` (10 endpoints),
+//! `steady` (a fixed 1,000 msg/s, latency), `backlog` (N messages queued while the receiver answers
+//! 503, then the time to drain once it answers 200). Everything runs on 127.0.0.1.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+const TOKEN: &str = "bench-admin-token-0123456789abcdefghijklmnopqrstuvwxyz";
+const CONCURRENCY: usize = 64;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The receiver: counts deliveries and notes when each message id first arrived.
+#[derive(Default)]
+struct Sink {
+    count: AtomicU64,
+    failing: AtomicBool,
+    first_seen: Mutex<HashMap<String, i64>>,
+}
+
+async fn start_receiver(sink: Arc<Sink>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let sink = sink.clone();
+                    async move {
+                        let id = req
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        // Drain the body so the connection stays reusable.
+                        let _ = http_body_util_collect(req.into_body()).await;
+                        let status = if sink.failing.load(Ordering::Relaxed) {
+                            503
+                        } else {
+                            200
+                        };
+                        if status == 200 {
+                            sink.count.fetch_add(1, Ordering::Relaxed);
+                            sink.first_seen
+                                .lock()
+                                .unwrap()
+                                .entry(id)
+                                .or_insert_with(now_ms);
+                        }
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .body(String::new())
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+async fn http_body_util_collect(mut body: Incoming) -> usize {
+    use hyper::body::Body;
+    let mut n = 0;
+    let mut body = std::pin::Pin::new(&mut body);
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        if let Ok(f) = frame {
+            n += f.data_ref().map_or(0, |d| d.len());
+        }
+    }
+    n
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("HERALD_ADMIN_TOKEN", TOKEN)
+            .env("HERALD_LOG", "warn,herald::app=info")
+            .env("HERALD_DELIVERY__ALLOWED_CIDRS", "127.0.0.0/8")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start herald (cargo bench builds it)");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on ") {
+                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("herald did not start");
+        Server {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn rss_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY * 2)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap()
+}
+
+async fn post(c: &reqwest::Client, url: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = c
+        .post(url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{} {}",
+        r.status(),
+        r.text().await.unwrap_or_default()
+    );
+    r.json().await.unwrap()
+}
+
+/// An app with `n` endpoints at the receiver; returns the message URL.
+async fn setup(c: &reqwest::Client, s: &Server, receiver: &str, n: usize) -> String {
+    let app = post(
+        c,
+        &format!("{}/api/v1/app", s.url),
+        serde_json::json!({"name": "bench"}),
+    )
+    .await;
+    let app = app["id"].as_str().unwrap().to_string();
+    for i in 0..n {
+        post(
+            c,
+            &format!("{}/api/v1/app/{app}/endpoint", s.url),
+            serde_json::json!({"url": format!("{receiver}/ep{i}")}),
+        )
+        .await;
+    }
+    format!("{}/api/v1/app/{app}/msg", s.url)
+}
+
+fn payload() -> String {
+    // About 1 KiB of JSON.
+    let filler = "x".repeat(960);
+    format!(r#"{{"eventType":"order.created","payload":{{"id":"ord_123","filler":"{filler}"}}}}"#)
+}
+
+/// Post for `duration` from `CONCURRENCY` tasks (or at `rate` msg/s); returns (accepted, elapsed,
+/// Herald's accept times by message id).
+async fn drive(
+    c: &reqwest::Client,
+    url: &str,
+    duration: Duration,
+    rate: Option<u64>,
+    limit: Option<u64>,
+) -> (u64, Duration, Vec<(String, i64)>) {
+    let body = payload();
+    let sent = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..CONCURRENCY {
+        let (c, url, body, sent, accepted) = (
+            c.clone(),
+            url.to_string(),
+            body.clone(),
+            sent.clone(),
+            accepted.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                if started.elapsed() >= duration || limit.is_some_and(|l| n >= l) {
+                    return;
+                }
+                if let Some(r) = rate {
+                    // Message n is due at n / rate seconds.
+                    let due = started + Duration::from_micros(n * 1_000_000 / r);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let resp = c
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let Ok(resp) = resp else { continue };
+                if resp.status().as_u16() != 202 {
+                    eprintln!("worker {w}: {}", resp.status());
+                    continue;
+                }
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                let ts = v["timestamp"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(0);
+                accepted
+                    .lock()
+                    .unwrap()
+                    .push((v["id"].as_str().unwrap_or("").to_string(), ts));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let acc = std::mem::take(&mut *accepted.lock().unwrap());
+    (acc.len() as u64, elapsed, acc)
+}
+
+async fn wait_delivered(sink: &Sink, want: u64, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    while sink.count.load(Ordering::Relaxed) < want && start.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+fn percentiles(sink: &Sink, accepted: &[(String, i64)]) -> (i64, i64, i64) {
+    let seen = sink.first_seen.lock().unwrap();
+    let mut lat: Vec<i64> = accepted
+        .iter()
+        .filter_map(|(id, t)| seen.get(id).map(|r| (r - t).max(0)))
+        .collect();
+    lat.sort_unstable();
+    if lat.is_empty() {
+        return (0, 0, 0);
+    }
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    (p(0.5), p(0.99), *lat.last().unwrap())
+}
+
+async fn throughput(name: &str, endpoints: usize, duration: Duration) {
+    let sink = Arc::new(Sink::default());
+    let receiver = start_receiver(sink.clone()).await;
+    let s = Server::start(&[]);
+    let c = client();
+    let url = setup(&c, &s, &receiver, endpoints).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = s.rss_kib("VmRSS:");
+    let d0 = Instant::now();
+    let (accepted, elapsed, acc) = drive(&c, &url, duration, None, None).await;
+    let want = accepted * endpoints as u64;
+    wait_delivered(&sink, want, Duration::from_secs(120)).await;
+    let all = d0.elapsed();
+    let delivered = sink.count.load(Ordering::Relaxed);
+    let (p50, p99, max) = percentiles(&sink, &acc);
+    println!(
+        "{name}: endpoints={endpoints} concurrency={CONCURRENCY} payload=1KiB duration={:.1}s\n  ingest {:.0} msg/s ({accepted} accepted)\n  delivered {:.0} deliveries/s ({delivered} of {want}, all done after {:.1}s)\n  accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms\n  herald RSS idle {} KiB, peak {} KiB",
+        elapsed.as_secs_f64(),
+        accepted as f64 / elapsed.as_secs_f64(),
+        delivered as f64 / all.as_secs_f64(),
+        all.as_secs_f64(),
+        idle,
+        s.rss_kib("VmHWM:"),
+    );
+}
+
+async fn steady(duration: Duration) {
+    let sink = Arc::new(Sink::default());
+    let receiver = start_receiver(sink.clone()).await;
+    let s = Server::start(&[]);
+    let c = client();
+    let url = setup(&c, &s, &receiver, 1).await;
+    let (accepted, elapsed, acc) = drive(&c, &url, duration, Some(1000), None).await;
+    wait_delivered(&sink, accepted, Duration::from_secs(60)).await;
+    let (p50, p99, max) = percentiles(&sink, &acc);
+    println!(
+        "steady: 1000 msg/s target, {:.0} msg/s achieved over {:.1}s\n  accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms\n  herald RSS peak {} KiB",
+        accepted as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        s.rss_kib("VmHWM:")
+    );
+}
+
+async fn backlog(n: u64) {
+    let sink = Arc::new(Sink::default());
+    sink.failing.store(true, Ordering::Relaxed);
+    let receiver = start_receiver(sink.clone()).await;
+    let s = Server::start(&[]);
+    let c = client();
+    let url = setup(&c, &s, &receiver, 1).await;
+    let (accepted, elapsed, _) = drive(&c, &url, Duration::from_secs(3600), None, Some(n)).await;
+    println!(
+        "backlog: {accepted} messages accepted in {:.1}s while the receiver answers 503",
+        elapsed.as_secs_f64()
+    );
+    // Let the first tries fail so the messages wait for their retries.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let queued_rss = s.rss_kib("VmRSS:");
+    sink.failing.store(false, Ordering::Relaxed);
+    let took = wait_delivered(&sink, accepted, Duration::from_secs(600)).await;
+    println!(
+        "  drained {} of {accepted} within {:.1}s of the receiver answering 200\n  herald RSS with the backlog {} KiB, peak {} KiB",
+        sink.count.load(Ordering::Relaxed),
+        took.as_secs_f64(),
+        queued_rss,
+        s.rss_kib("VmHWM:")
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut scenario = "all".to_string();
+    let mut duration = Duration::from_secs(10);
+    let mut backlog_n = 100_000u64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--duration" => {
+                duration = Duration::from_secs(it.next().and_then(|v| v.parse().ok()).unwrap_or(10))
+            }
+            "--backlog" => backlog_n = it.next().and_then(|v| v.parse().ok()).unwrap_or(100_000),
+            s => scenario = s.to_string(),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "machine: {} cores, load average {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load.trim()
+        );
+        if matches!(scenario.as_str(), "all" | "ingest") {
+            throughput("ingest", 1, duration).await;
+        }
+        if matches!(scenario.as_str(), "all" | "fanout") {
+            throughput("fanout", 10, duration).await;
+        }
+        if matches!(scenario.as_str(), "all" | "steady") {
+            steady(duration).await;
+        }
+        if matches!(scenario.as_str(), "all" | "backlog") {
+            backlog(backlog_n).await;
+        }
+    });
+}

@@ -1,0 +1,182 @@
+//! Retention: messages older than the retention period are removed with everything recorded about
+//! them (eventId index, destinations, attempts and their endpoint index). Message ids are
+//! time-ordered, so each application's old messages are one key range.
+
+use super::codec::decode;
+use super::keys::{self, prefix_end};
+use super::{Store, StoreError};
+use crate::domain::ids::{ksuid_bound, KSUID_LEN};
+use crate::domain::{AppId, Attempt, EndpointId, Message, Timestamp};
+
+impl Store {
+    /// Remove every message created before `cutoff`, with its records. Returns how many went.
+    pub fn purge_messages_before(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for app in self.distinct_prefixes(&self.inner.messages, b"")? {
+            let Ok(app) = AppId::from_ksuid(&app) else {
+                continue;
+            };
+            removed += self.purge_app_messages(&app, cutoff)?;
+        }
+        Ok(removed)
+    }
+
+    fn purge_app_messages(&self, app: &AppId, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let i = &self.inner;
+        let prefix = keys::messages_of(app);
+        let end = [
+            prefix.as_slice(),
+            ksuid_bound(cutoff.millis(), false).as_bytes(),
+        ]
+        .concat();
+        // Destinations are keyed by endpoint first: find the endpoints this app ever delivered to.
+        let endpoints: Vec<EndpointId> = self
+            .distinct_prefixes(&i.destinations, &prefix)?
+            .into_iter()
+            .filter_map(|e| EndpointId::from_ksuid(&e).ok())
+            .collect();
+        let mut removed = 0;
+        for r in i.messages.range(prefix.clone()..end) {
+            let (k, v) = r?;
+            let msg: Message = decode(&v)?;
+            for a in i.attempts.scan_prefix(keys::attempts_of_msg(app, &msg.id)) {
+                let (ak, av) = a?;
+                let attempt: Attempt = decode(&av)?;
+                i.attempts_by_ep.remove(keys::attempt_by_ep(
+                    app,
+                    &attempt.endpoint_id,
+                    &attempt.id,
+                ))?;
+                i.attempts.remove(ak)?;
+            }
+            for ep in &endpoints {
+                i.destinations.remove(keys::destination(app, ep, &msg.id))?;
+            }
+            if let Some(e) = &msg.event_id {
+                i.msg_event_id.remove(keys::msg_event_id(app, e))?;
+            }
+            i.messages.remove(k)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// The distinct KSUIDs that follow `prefix` in `tree`'s keys (one seek each).
+    fn distinct_prefixes(
+        &self,
+        tree: &sled::Tree,
+        prefix: &[u8],
+    ) -> Result<Vec<String>, StoreError> {
+        let width = prefix.len() + KSUID_LEN;
+        let mut out = Vec::new();
+        let mut next = tree.scan_prefix(prefix).next().transpose()?;
+        while let Some((k, _)) = next {
+            let Some(part) = k.get(prefix.len()..width) else {
+                break;
+            };
+            out.push(String::from_utf8_lossy(part).into_owned());
+            next = match prefix_end(&k[..width]) {
+                Some(after) => tree
+                    .range(after..)
+                    .next()
+                    .transpose()?
+                    .filter(|(k, _)| k.starts_with(prefix)),
+                None => None,
+            };
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::*;
+    use crate::store::{Store, StoreOptions, TryRecord};
+
+    #[tokio::test]
+    async fn old_messages_go_with_their_records_and_new_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let app = AppId::generate();
+        let ep = EndpointId::generate();
+        let now = Timestamp::now();
+        let old_time = now.plus_seconds(-100 * 86400);
+        let mk = |id: MessageId, at: Timestamp, event: &str| Message {
+            id,
+            app_id: app.clone(),
+            event_type: "a.b".into(),
+            event_id: Some(event.into()),
+            channels: None,
+            tags: None,
+            payload: b"{}".to_vec(),
+            created_at: at,
+        };
+        let old = mk(MessageId::generate_at(old_time.millis()), old_time, "old");
+        let new = mk(MessageId::generate(), now, "new");
+        for m in [&old, &new] {
+            store
+                .create_message(m, std::slice::from_ref(&ep), None)
+                .await
+                .unwrap();
+            let task = store
+                .due_tasks(&app, &ep, i64::MAX, 10, &Default::default())
+                .unwrap();
+            let qt = task.iter().find(|t| t.task.msg_id == m.id).unwrap();
+            store
+                .finish_try(&TryRecord {
+                    task_key: qt.key.clone(),
+                    attempt: Attempt {
+                        id: AttemptId::generate(),
+                        app_id: app.clone(),
+                        msg_id: m.id.clone(),
+                        endpoint_id: ep.clone(),
+                        url: "http://x".into(),
+                        status: DeliveryStatus::Success,
+                        response_status_code: 200,
+                        response: String::new(),
+                        duration_ms: 1,
+                        trigger: Trigger::Scheduled,
+                        created_at: m.created_at,
+                    },
+                    destination: Destination {
+                        status: DeliveryStatus::Success,
+                        next_attempt: None,
+                        updated_at: now,
+                    },
+                    retry: None,
+                })
+                .unwrap();
+        }
+        let removed = store
+            .purge_messages_before(now.plus_seconds(-90 * 86400))
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert!(store.get_message(&app, old.id.as_str()).unwrap().is_none());
+        assert!(
+            store.get_message(&app, "old").unwrap().is_none(),
+            "eventId index removed"
+        );
+        assert!(store.destination(&app, &ep, &old.id).unwrap().is_none());
+        let q = crate::store::PageQuery {
+            limit: 10,
+            cursor: None,
+            descending: true,
+        };
+        assert!(store
+            .list_attempts_by_msg(&app, &old.id, &q, |_| true)
+            .unwrap()
+            .items
+            .is_empty());
+        let by_ep = store
+            .list_attempts_by_endpoint(&app, &ep, &q, |_| true)
+            .unwrap();
+        assert_eq!(
+            by_ep.items.len(),
+            1,
+            "only the new message's attempt is left"
+        );
+        assert_eq!(by_ep.items[0].msg_id, new.id);
+        assert!(store.get_message(&app, "new").unwrap().is_some());
+        assert!(store.destination(&app, &ep, &new.id).unwrap().is_some());
+    }
+}
