@@ -264,30 +264,36 @@ fn destinations(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiE
     let params = ListParams::parse(&q, false)?;
     let mut rows = Vec::new();
     for ep in s.store.all_endpoints(&app.id)? {
-        if let Some(d) = s.store.destination(&app.id, &ep.id, &msg.id)? {
-            let running =
-                s.delivery.running(&app.id, &ep.id) > 0 && d.status == DeliveryStatus::Pending;
-            let status = if running {
-                DeliveryStatus::Sending
-            } else {
-                d.status
-            };
-            rows.push(DestinationOut {
-                id: ep.id.to_string(),
-                uid: ep.uid,
-                url: ep.url,
-                description: ep.description,
-                status: status.code(),
-                status_text: status.text(),
-                next_attempt: d.next_attempt.map(Timestamp::to_rfc3339),
-                disabled: ep.disabled,
-                event_types: ep.filter_types,
-                channels: ep.channels,
-                throttle_rate: ep.throttle_rate,
-                created_at: ep.created_at.to_rfc3339(),
-                updated_at: ep.updated_at.to_rfc3339(),
-            });
-        }
+        // Fanned out to it at acceptance (pending until a try ends), or tried by hand since.
+        let record = s.store.destination(&app.id, &ep.id, &msg.id)?;
+        let (status, next_attempt) = match record {
+            Some(d) => (d.status, d.next_attempt),
+            None if msg.destinations.contains(&ep.id) => {
+                (DeliveryStatus::Pending, Some(msg.created_at))
+            }
+            None => continue,
+        };
+        let running = status == DeliveryStatus::Pending && s.delivery.running(&app.id, &ep.id) > 0;
+        let status = if running {
+            DeliveryStatus::Sending
+        } else {
+            status
+        };
+        rows.push(DestinationOut {
+            id: ep.id.to_string(),
+            uid: ep.uid,
+            url: ep.url,
+            description: ep.description,
+            status: status.code(),
+            status_text: status.text(),
+            next_attempt: next_attempt.map(Timestamp::to_rfc3339),
+            disabled: ep.disabled,
+            event_types: ep.filter_types,
+            channels: ep.channels,
+            throttle_rate: ep.throttle_rate,
+            created_at: ep.created_at.to_rfc3339(),
+            updated_at: ep.updated_at.to_rfc3339(),
+        });
     }
     // Applications hold few endpoints: page in memory, after the iterator's endpoint id.
     if let Some((after, _)) = &params.cursor {
@@ -376,17 +382,22 @@ async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
     let until = time_param(&q, "until")?;
     let store = s.store.clone();
     let (a, e) = (app.id.clone(), ep.id.clone());
-    let counts =
-        tokio::task::spawn_blocking(move || store.destination_counts(&a, &e, since, until))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let sending = s.delivery.running(&app.id, &ep.id) as u64;
-    let pending = counts[DeliveryStatus::Pending.code() as usize];
+    // Outcomes are recorded per destination; what waits for a try is in the queue.
+    let (counts, queued) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((
+            store.destination_counts(&a, &e, since, until)?,
+            store.queued_count(&a, &e, since, until)?,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let sending = (s.delivery.running(&app.id, &ep.id) as u64).min(queued);
+    let pending = queued - sending;
     Ok(reply(
         StatusCode::OK,
         &StatsOut {
             success: counts[DeliveryStatus::Success.code() as usize],
-            pending: pending.saturating_sub(sending),
+            pending,
             sending,
             fail: counts[DeliveryStatus::Fail.code() as usize],
             canceled: 0,

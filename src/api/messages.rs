@@ -177,6 +177,13 @@ async fn create(
     }
     let app = find_app(&s, &app.0)?;
     let now = Timestamp::now();
+    let destinations: Vec<EndpointId> = s
+        .store
+        .all_endpoints(&app.id)?
+        .into_iter()
+        .filter(|e| !e.disabled && e.accepts(&input.event_type, input.channels.as_deref()))
+        .map(|e| e.id)
+        .collect();
     let msg = Message {
         id: MessageId::generate(),
         app_id: app.id.clone(),
@@ -186,14 +193,8 @@ async fn create(
         tags: input.tags,
         payload: input.payload.get().as_bytes().to_vec(),
         created_at: now,
+        destinations,
     };
-    let targets: Vec<EndpointId> = s
-        .store
-        .all_endpoints(&app.id)?
-        .into_iter()
-        .filter(|e| !e.disabled && e.accepts(&msg.event_type, msg.channels.as_deref()))
-        .map(|e| e.id)
-        .collect();
     let out = serde_json::to_vec(&MessageOut::new(&msg, with_content)?)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let stored = idem.map(|k| {
@@ -208,12 +209,12 @@ async fn create(
     });
     match s
         .store
-        .create_message(&msg, &targets, stored.as_ref().map(|(k, r)| (k, r)))
+        .create_message(&msg, stored.as_ref().map(|(k, r)| (k, r)))
         .await?
     {
         CreateOutcome::Replayed(r) => Ok(replay(r)),
         CreateOutcome::Created => {
-            s.delivery.enqueued(&app.id, &targets);
+            s.delivery.enqueued(&app.id, &msg.destinations);
             Ok(replay(StoredResponse {
                 status: 202,
                 body: out,

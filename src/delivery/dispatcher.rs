@@ -18,6 +18,9 @@ use crate::store::{QueuedTask, Store};
 
 pub use crate::domain::EndpointRef as EpRef;
 
+/// Tasks moved per lock hold during fast recovery.
+const RECOVERY_CHUNK: usize = 256;
+
 /// Longest sleep between looks at the queue (a safety net; wake-ups normally come by notify).
 const MAX_IDLE: Duration = Duration::from_secs(5);
 
@@ -30,6 +33,8 @@ struct Schedule {
     running_keys: HashSet<Vec<u8>>,
     /// Endpoints with retries waiting, for fast recovery.
     recovering: HashSet<EpRef>,
+    /// Endpoints whose stored failure clock is known to be clear.
+    healthy: HashSet<EpRef>,
     stopping: bool,
 }
 
@@ -143,6 +148,16 @@ impl Shared {
         }
     }
 
+    /// Note a success; true when the endpoint was not known healthy (its clock needs clearing).
+    pub fn mark_healthy(&self, ep: &EpRef) -> bool {
+        self.lock().healthy.insert(ep.clone())
+    }
+
+    /// Note an exhausted message: the failure clock runs.
+    pub fn mark_failing(&self, ep: &EpRef) {
+        self.lock().healthy.remove(ep);
+    }
+
     /// The endpoint answered 2xx: if it had retries waiting, bring them forward.
     pub fn succeeded(self: &Arc<Self>, ep: &EpRef) {
         if !self.opts.fast_recovery || !self.lock().recovering.remove(ep) {
@@ -150,19 +165,41 @@ impl Shared {
         }
         let shared = self.clone();
         let ep = ep.clone();
-        tokio::spawn(async move {
+        // In chunks, each under the schedule lock, so no task is moved while it is being started.
+        tokio::task::spawn_blocking(move || {
             let now = Timestamp::now().millis();
-            let store = shared.store.clone();
-            let (a, e) = ep.clone();
-            match tokio::task::spawn_blocking(move || store.bring_forward(&a, &e, now)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
-                    tracing::info!(endpoint = %ep.1, moved = n, "endpoint recovered: retries brought forward");
-                    shared.lock().set_due(ep, now);
-                    shared.wake.notify_one();
+            let mut total = 0;
+            loop {
+                let moved = {
+                    let mut s = shared.lock();
+                    let moved = shared.store.bring_forward(
+                        &ep.0,
+                        &ep.1,
+                        now,
+                        &s.running_keys,
+                        RECOVERY_CHUNK,
+                    );
+                    if matches!(moved, Ok(n) if n > 0) {
+                        s.set_due(ep.clone(), now);
+                    }
+                    moved
+                };
+                shared.wake.notify_one();
+                match moved {
+                    Ok(n) => {
+                        total += n;
+                        if n < RECOVERY_CHUNK {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "fast recovery failed");
+                        break;
+                    }
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "fast recovery failed"),
-                Err(e) => tracing::error!(error = %e, "fast recovery task failed"),
+            }
+            if total > 0 {
+                tracing::info!(endpoint = %ep.1, moved = total, "endpoint recovered: retries brought forward");
             }
         });
     }
@@ -224,8 +261,9 @@ pub async fn run(shared: Arc<Shared>) {
 /// Start as many due tasks of `ep` as its cap allows, then re-list it if it has more.
 async fn dispatch_endpoint(shared: &Arc<Shared>, ep: EpRef, now: i64) {
     let cap = shared.opts.endpoint_concurrency;
+    // Fetch and mark running under one lock hold, so nothing (fast recovery) moves them meanwhile.
     let tasks: Vec<QueuedTask> = {
-        let s = shared.lock();
+        let mut s = shared.lock();
         let free = cap.saturating_sub(s.running.get(&ep).copied().unwrap_or(0));
         if free == 0 {
             return; // re-listed by `finished` when a try ends
@@ -234,7 +272,15 @@ async fn dispatch_endpoint(shared: &Arc<Shared>, ep: EpRef, now: i64) {
             .store
             .due_tasks(&ep.0, &ep.1, now, free, &s.running_keys)
         {
-            Ok(t) => t,
+            Ok(t) => {
+                for task in &t {
+                    s.running_keys.insert(task.key.clone());
+                }
+                if !t.is_empty() {
+                    *s.running.entry(ep.clone()).or_default() += t.len();
+                }
+                t
+            }
             Err(e) => {
                 tracing::error!(error = %e, "reading the queue failed");
                 return;
@@ -242,15 +288,10 @@ async fn dispatch_endpoint(shared: &Arc<Shared>, ep: EpRef, now: i64) {
         }
     };
     for task in tasks {
-        let permit = match shared.permits.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => return,
+        let Ok(permit) = shared.permits.clone().acquire_owned().await else {
+            shared.finished(&ep, &task.key, false);
+            continue;
         };
-        {
-            let mut s = shared.lock();
-            s.running_keys.insert(task.key.clone());
-            *s.running.entry(ep.clone()).or_default() += 1;
-        }
         let shared = shared.clone();
         let ep = ep.clone();
         tokio::spawn(async move {

@@ -69,18 +69,22 @@ async fn try_inner(
         ),
         _ => None,
     };
-    let previous = store.destination(app, ep_id, &msg.id)?;
+    // Only a manual try needs the state before it: it must not overrule the schedule's own.
+    let previous = match qt.task.trigger {
+        Trigger::Manual => store.destination(app, ep_id, &msg.id)?,
+        Trigger::Scheduled => None,
+    };
     let status = if success {
         DeliveryStatus::Success
     } else if retry_in.is_some() {
         DeliveryStatus::Pending
-    } else if qt.task.trigger == Trigger::Manual
-        && previous
-            .as_ref()
-            .is_some_and(|d| d.status != DeliveryStatus::Fail)
-    {
-        // A failed manual try does not overrule the schedule's own state.
-        previous.as_ref().map_or(DeliveryStatus::Fail, |d| d.status)
+    } else if qt.task.trigger == Trigger::Manual {
+        match &previous {
+            Some(d) => d.status,
+            // No outcome yet: the scheduled try is still to come, if the message went here.
+            None if msg.destinations.contains(ep_id) => DeliveryStatus::Pending,
+            None => DeliveryStatus::Fail,
+        }
     } else {
         DeliveryStatus::Fail
     };
@@ -169,12 +173,8 @@ async fn post(shared: &Shared, ep: &Endpoint, msg: &Message) -> Outcome {
 }
 
 fn on_success(shared: &Arc<Shared>, ep: &EpRef, now: Timestamp) -> Result<(), StoreError> {
-    let health = shared.store.endpoint_health(&ep.0, &ep.1)?;
-    if health.failing_since.is_some()
-        || health
-            .last_success
-            .is_none_or(|t| now.millis() - t.millis() > 60_000)
-    {
+    // The stored clock only needs clearing once per healthy stretch.
+    if shared.mark_healthy(ep) {
         let h = EndpointHealth {
             failing_since: None,
             last_success: Some(now),
@@ -187,6 +187,7 @@ fn on_success(shared: &Arc<Shared>, ep: &EpRef, now: Timestamp) -> Result<(), St
 
 /// A message exhausted its retries: start or check the endpoint's failure clock.
 async fn on_exhausted(shared: &Arc<Shared>, ep: &EpRef, now: Timestamp) -> Result<(), StoreError> {
+    shared.mark_failing(ep);
     let mut health = shared.store.endpoint_health(&ep.0, &ep.1)?;
     let since = *health.failing_since.get_or_insert(now);
     shared.store.set_endpoint_health(&ep.0, &ep.1, &health)?;

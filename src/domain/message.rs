@@ -18,6 +18,9 @@ pub struct Message {
     /// The payload's JSON text exactly as received; it is sent byte for byte.
     pub payload: Vec<u8>,
     pub created_at: Timestamp,
+    /// The endpoints it was fanned out to when accepted. Until a try ends, its state at each of
+    /// them is "pending" with no record of its own, which keeps acceptance to one write per task.
+    pub destinations: Vec<EndpointId>,
 }
 
 /// Svix's MessageStatus, with its wire numbers.

@@ -166,26 +166,31 @@ impl Store {
         self.durable().await
     }
 
-    /// Move an endpoint's scheduled retries that are waiting past `now_ms` to `now_ms` (fast
-    /// recovery). Returns how many moved.
+    /// Move up to `limit` of an endpoint's tasks waiting past `now_ms` to `now_ms` (fast
+    /// recovery), except those in `skip` (running). Returns how many moved.
     pub fn bring_forward(
         &self,
         app: &AppId,
         ep: &EndpointId,
         now_ms: i64,
+        skip: &HashSet<Vec<u8>>,
+        limit: usize,
     ) -> Result<usize, StoreError> {
         let q = &self.inner.queue;
         let start = keys::queue(app, ep, now_ms.saturating_add(1), 0);
         let end = prefix_end(&keys::queue_of(app, ep)).unwrap_or_default();
-        let mut moved = 0;
         let mut batch = sled::Batch::default();
+        let mut moved = 0;
         for r in q.range(start..end) {
             let (k, v) = r?;
+            if skip.contains(k.as_ref()) {
+                continue;
+            }
             batch.insert(keys::queue(app, ep, now_ms, self.next_seq()?), v);
             batch.remove(k);
             moved += 1;
-            if moved % 1024 == 0 {
-                q.apply_batch(std::mem::take(&mut batch))?;
+            if moved >= limit {
+                break;
             }
         }
         q.apply_batch(batch)?;
@@ -206,6 +211,28 @@ impl Store {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Tasks queued for an endpoint (running ones included), for messages created in
+    /// `[since, until)`.
+    pub fn queued_count(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<u64, StoreError> {
+        let lo = since.map(|t| crate::domain::ids::ksuid_bound(t.millis(), false));
+        let hi = until.map(|t| crate::domain::ids::ksuid_bound(t.millis(), false));
+        let mut n = 0;
+        for r in self.inner.queue.scan_prefix(keys::queue_of(app, ep)) {
+            let task: Task = decode(&r?.1)?;
+            let k = task.msg_id.ksuid();
+            if lo.as_deref().is_none_or(|lo| k >= lo) && hi.as_deref().is_none_or(|hi| k < hi) {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Count an endpoint's destinations by status, for messages created in `[since, until)`.

@@ -1,15 +1,12 @@
-//! Messages: durable acceptance (message, its eventId, one task and one destination per endpoint,
-//! and the idempotency record, in one transaction, acknowledged only after the group commit), and
-//! reading them back.
+//! Messages: durable acceptance (message, its eventId, one task per endpoint and the idempotency
+//! record, in one transaction, acknowledged only after the group commit), and reading them back.
 
 use sled::Transactional;
 
 use super::codec::{decode, encode};
 use super::page::{scan, Page, PageQuery};
 use super::{abort, keys, Store, StoreError};
-use crate::domain::{
-    AppId, DeliveryStatus, Destination, EndpointId, Message, MessageId, Task, Timestamp, Trigger,
-};
+use crate::domain::{AppId, Message, MessageId, Task, Timestamp, Trigger};
 
 /// A response kept for an idempotency key, replayed for repeats of the request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,7 +42,6 @@ impl Store {
     pub async fn create_message(
         &self,
         msg: &Message,
-        endpoints: &[EndpointId],
         idempotency: Option<(&[u8; 32], &StoredResponse)>,
     ) -> Result<CreateOutcome, StoreError> {
         let i = &self.inner;
@@ -56,16 +52,13 @@ impl Store {
             tries: 0,
             trigger: Trigger::Scheduled,
         })?;
-        let dest = encode(&Destination {
-            status: DeliveryStatus::Pending,
-            next_attempt: Some(msg.created_at),
-            updated_at: msg.created_at,
-        })?;
-        let mut per_endpoint = Vec::with_capacity(endpoints.len());
-        for ep in endpoints {
-            per_endpoint.push((
-                keys::queue(&msg.app_id, ep, msg.created_at.millis(), self.next_seq()?),
-                keys::destination(&msg.app_id, ep, &msg.id),
+        let mut task_keys = Vec::with_capacity(msg.destinations.len());
+        for ep in &msg.destinations {
+            task_keys.push(keys::queue(
+                &msg.app_id,
+                ep,
+                msg.created_at.millis(),
+                self.next_seq()?,
             ));
         }
         let idem = idempotency
@@ -75,14 +68,8 @@ impl Store {
             .event_id
             .as_deref()
             .map(|e| keys::msg_event_id(&msg.app_id, e));
-        let outcome = (
-            &i.messages,
-            &i.msg_event_id,
-            &i.idempotency,
-            &i.queue,
-            &i.destinations,
-        )
-            .transaction(|(messages, event_ids, idem_tree, queue, dests)| {
+        let outcome = (&i.messages, &i.msg_event_id, &i.idempotency, &i.queue).transaction(
+            |(messages, event_ids, idem_tree, queue)| {
                 if let Some((k, _)) = &idem {
                     if let Some(v) = idem_tree.get(k.as_slice())? {
                         let r: StoredResponse = decode(&v).or_else(abort)?;
@@ -100,15 +87,15 @@ impl Store {
                     event_ids.insert(ek.as_slice(), msg.id.ksuid().as_bytes())?;
                 }
                 messages.insert(msg_key.as_slice(), msg_value.as_slice())?;
-                for (qk, dk) in &per_endpoint {
+                for qk in &task_keys {
                     queue.insert(qk.as_slice(), task.as_slice())?;
-                    dests.insert(dk.as_slice(), dest.as_slice())?;
                 }
                 if let Some((k, v)) = &idem {
                     idem_tree.insert(k.as_slice(), v.as_slice())?;
                 }
                 Ok(CreateOutcome::Created)
-            })?;
+            },
+        )?;
         if matches!(outcome, CreateOutcome::Created) {
             self.durable().await?;
         }

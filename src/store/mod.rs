@@ -269,13 +269,11 @@ mod tests {
             tags: None,
             payload: b"{}".to_vec(),
             created_at: now,
+            destinations: vec![EndpointId::generate()],
         };
-        let ep = EndpointId::generate();
+        let ep = msg.destinations[0].clone();
         let before = store.commit_rounds();
-        let out = store
-            .create_message(&msg, std::slice::from_ref(&ep), None)
-            .await
-            .unwrap();
+        let out = store.create_message(&msg, None).await.unwrap();
         assert!(matches!(out, CreateOutcome::Created));
         assert!(
             store.commit_rounds() > before,
@@ -299,7 +297,7 @@ mod tests {
             ..msg.clone()
         };
         assert!(matches!(
-            store.create_message(&again, &[ep], None).await,
+            store.create_message(&again, None).await,
             Err(StoreError::Conflict(_))
         ));
     }

@@ -110,14 +110,12 @@ mod tests {
             tags: None,
             payload: b"{}".to_vec(),
             created_at: at,
+            destinations: vec![ep.clone()],
         };
         let old = mk(MessageId::generate_at(old_time.millis()), old_time, "old");
         let new = mk(MessageId::generate(), now, "new");
         for m in [&old, &new] {
-            store
-                .create_message(m, std::slice::from_ref(&ep), None)
-                .await
-                .unwrap();
+            store.create_message(m, None).await.unwrap();
             let task = store
                 .due_tasks(&app, &ep, i64::MAX, 10, &Default::default())
                 .unwrap();

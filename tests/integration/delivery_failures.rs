@@ -215,6 +215,40 @@ async fn a_hanging_endpoint_does_not_delay_another() {
         slow.received().len() <= 4,
         "the slow endpoint is held to its cap"
     );
+    let slow_ep = svix.endpoint().list(app.clone(), None).await.unwrap().data[0]
+        .id
+        .clone();
+    let stats = svix
+        .endpoint()
+        .get_stats(app.clone(), slow_ep.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(stats.sending, 4, "{stats:?}");
+    assert_eq!(stats.pending + stats.sending, 30, "{stats:?}");
+    assert_eq!(stats.success + stats.fail, 0, "{stats:?}");
+    let msgs = svix.message().list(app.clone(), None).await.unwrap();
+    let last_slow = msgs
+        .data
+        .iter()
+        .find(|m| m.event_type == "slow.thing")
+        .unwrap()
+        .id
+        .clone();
+    let dests = svix
+        .message_attempt()
+        .list_attempted_destinations(app.clone(), last_slow, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        dests.data.len(),
+        1,
+        "only the endpoint whose filter matched"
+    );
+    assert!(matches!(
+        dests.data[0].status,
+        MessageStatus::Pending | MessageStatus::Sending
+    ));
+    assert!(dests.data[0].next_attempt.is_some());
 }
 
 #[tokio::test]
