@@ -2,11 +2,13 @@
 //! receiver, drives Herald through its HTTP API, and prints ingest msg/s, delivered msg/s,
 //! accept-to-receipt latency percentiles and Herald's RSS.
 //!
-//!     cargo bench --bench load -- [all|ingest|fanout|steady|backlog] [--duration SECS] [--backlog N]
+//!     cargo bench --bench load -- [all|ingest|fanout|steady|backlog|million] [--duration SECS] [--backlog N]
 //!
 //! Scenarios: `ingest` (concurrency 64, 1 KiB payloads, 1 endpoint), `fanout` (10 endpoints),
 //! `steady` (a fixed 1,000 msg/s, latency), `backlog` (N messages queued while the receiver answers
-//! 503, then the time to drain once it answers 200). Everything runs on 127.0.0.1.
+//! 503, then the time to drain once it answers 200), `million` (not in `all`: N messages left
+//! queued, Herald's memory with them, then a restart on that backlog: time to serve and memory).
+//! Everything runs on 127.0.0.1.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -104,15 +106,21 @@ async fn http_body_util_collect(mut body: Incoming) -> usize {
 struct Server {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     fn start(extra: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let mut s = Server::start_in(dir.path(), extra);
+        s._dir = Some(dir);
+        s
+    }
+
+    fn start_in(dir: &std::path::Path, extra: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .env("HERALD_ADMIN_TOKEN", TOKEN)
             .env("HERALD_LOG", "warn,herald::app=info")
             .env("HERALD_DELIVERY__ALLOWED_CIDRS", "127.0.0.0/8")
@@ -132,13 +140,21 @@ impl Server {
             }
         });
         let url = rx
-            .recv_timeout(Duration::from_secs(30))
+            .recv_timeout(Duration::from_secs(120))
             .expect("herald did not start");
         Server {
             child,
             url,
-            _dir: dir,
+            _dir: None,
         }
+    }
+
+    /// SIGTERM and wait.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 
     fn rss_kib(&self, field: &str) -> u64 {
@@ -369,6 +385,62 @@ async fn backlog(n: u64) {
     );
 }
 
+/// A large backlog: memory while it waits, and start-up time on top of it.
+async fn million(n: u64) {
+    let sink = Arc::new(Sink::default());
+    sink.failing.store(true, Ordering::Relaxed);
+    let receiver = start_receiver(sink.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // After the first failed try, tasks wait an hour: the backlog stays queued.
+    let env = [("HERALD_DELIVERY__RETRY_SCHEDULE", "3600")];
+    let mut s = Server::start_in(dir.path(), &env);
+    let c = client();
+    let url = setup(&c, &s, &receiver, 1).await;
+    let (accepted, elapsed, _) = drive(&c, &url, Duration::from_secs(7200), None, Some(n)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "million: {accepted} messages queued in {:.0}s ({:.0} msg/s); herald RSS {} KiB, peak {} KiB; data dir {} MiB",
+        elapsed.as_secs_f64(),
+        accepted as f64 / elapsed.as_secs_f64(),
+        s.rss_kib("VmRSS:"),
+        s.rss_kib("VmHWM:"),
+        dir_size(dir.path()) / (1024 * 1024)
+    );
+    s.stop();
+    let started = Instant::now();
+    let s = Server::start_in(dir.path(), &env);
+    let listening = started.elapsed();
+    let ok = c
+        .get(format!("{}/api/v1/app", s.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    let served = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "  restart on the backlog: listening after {:.2}s, first API answer ({ok:?}) after {:.2}s; RSS 5 s later {} KiB, peak {} KiB",
+        listening.as_secs_f64(),
+        served.as_secs_f64(),
+        s.rss_kib("VmRSS:"),
+        s.rss_kib("VmHWM:")
+    );
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -409,6 +481,9 @@ fn main() {
         }
         if matches!(scenario.as_str(), "all" | "backlog") {
             backlog(backlog_n).await;
+        }
+        if scenario == "million" {
+            million(backlog_n).await;
         }
     });
 }

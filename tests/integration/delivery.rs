@@ -574,3 +574,61 @@ async fn the_ssrf_guard_keeps_deliveries_off_loopback() {
         "nothing reached the loopback receiver"
     );
 }
+
+#[tokio::test]
+async fn redirects_are_failures_and_response_bodies_are_capped() {
+    let mut env = fast_delivery_env();
+    env.push(("HERALD_DELIVERY__SVIX_HEADERS", "true".to_string()));
+    let h = Herald::start_with(env);
+    let target = Receiver::start(Answer::Status(200)).await;
+    let rx = Receiver::start(Answer::Status(200)).await;
+    rx.script([
+        Answer::Redirect(target.url.clone()),
+        Answer::Body(500, "e".repeat(30_000)),
+    ]);
+    let (app, _, secret) = app_with_endpoint(&h, &rx.url, EndpointIn::new(String::new())).await;
+    let svix = h.svix();
+    let id = svix
+        .message()
+        .create(app.clone(), msg("a.b", json!({})), None)
+        .await
+        .unwrap()
+        .id;
+    let got = rx.wait_for(3, WAIT).await;
+    assert!(
+        target.received().is_empty(),
+        "the redirect was not followed"
+    );
+    // The svix- names carry the same values, for older Svix receivers.
+    assert_eq!(got[0].header("svix-id"), id);
+    assert_eq!(
+        got[0].header("svix-signature"),
+        got[0].header("webhook-signature")
+    );
+    svix::webhooks::Webhook::new(&secret)
+        .unwrap()
+        .verify(&got[0].body, &got[0].headers)
+        .unwrap();
+    let attempts = eventually("three attempts", WAIT, || async {
+        let l = svix
+            .message_attempt()
+            .list_by_msg(app.clone(), id.clone(), None)
+            .await
+            .unwrap();
+        (l.data.len() == 3).then_some(l)
+    })
+    .await;
+    let redirect = &attempts.data[2];
+    assert_eq!(
+        (redirect.response_status_code, redirect.status),
+        (302, MessageStatus::Fail)
+    );
+    let big = &attempts.data[1];
+    assert_eq!(big.response_status_code, 500);
+    assert_eq!(
+        big.response.len(),
+        20 * 1024,
+        "response bodies are kept up to 20 KB"
+    );
+    assert_eq!(attempts.data[0].status, MessageStatus::Success);
+}

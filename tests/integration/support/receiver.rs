@@ -19,6 +19,8 @@ pub enum Answer {
     Delay(Duration),
     /// Status with this body.
     Body(u16, String),
+    /// 302 to this location.
+    Redirect(String),
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,10 @@ impl Receiver {
                                 (200, String::from("late"), None)
                             }
                             Answer::Body(c, b) => (c, b, None),
+                            Answer::Redirect(to) => {
+                                let resp = Response::builder().status(302).header("location", to);
+                                return resp.body(String::from("moved")).unwrap();
+                            }
                         };
                         let mut resp = Response::builder().status(status);
                         if let Some(secs) = retry_after {
