@@ -36,6 +36,8 @@ pub enum AppError {
     Join(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// How often expired idempotency records are swept.
@@ -48,7 +50,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let addr = config.server.listen;
-    if !addr.ip().is_loopback() && !config.server.insecure_http {
+    let tls = load_tls(&config)?;
+    if tls.is_none() && !addr.ip().is_loopback() && !config.server.insecure_http {
         return Err(AppError::InsecureHttp(addr));
     }
     let opts = StoreOptions {
@@ -78,8 +81,16 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|source| AppError::Bind { addr, source })?;
-    tracing::info!("listening on http://{local}");
-    crate::server::serve(listener, api::routes(state), shutdown).await;
+    let acceptor = match &tls {
+        Some(cert) => {
+            cert.watch();
+            Some(crate::tls::acceptor(cert.clone())?)
+        }
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{local}");
+    crate::server::serve(listener, api::routes(state), acceptor, shutdown).await;
     tracing::info!("shutting down: letting running deliveries finish");
     let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace);
     if !delivery.shutdown(grace).await {
@@ -88,6 +99,30 @@ pub async fn run(
     sweeper.abort();
     store.close()?;
     Ok(())
+}
+
+/// The server certificate, if TLS is configured (files, or self-signed under the data directory).
+fn load_tls(config: &Config) -> Result<Option<Arc<crate::tls::Reloadable>>, AppError> {
+    let t = &config.tls;
+    let files = match (&t.cert_file, &t.key_file) {
+        (Some(cert), Some(key)) => crate::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ if t.self_signed => {
+            crate::tls::self_signed(&config.server.data_dir.join("tls"), &t.hostnames)?
+        }
+        _ => return Ok(None),
+    };
+    let cert = crate::tls::Reloadable::load(files)?;
+    tracing::info!(sha256 = %cert.fingerprint(), "TLS certificate loaded");
+    if t.self_signed {
+        eprintln!(
+            "Self-signed TLS certificate, SHA-256 fingerprint: {}",
+            cert.fingerprint()
+        );
+    }
+    Ok(Some(cert))
 }
 
 /// Periodic housekeeping: drop expired idempotency records, and messages past retention with

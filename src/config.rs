@@ -25,6 +25,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub tls: TlsConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub delivery: DeliveryConfig,
@@ -43,6 +44,31 @@ pub struct ServerConfig {
     pub insecure_http: bool,
     /// Seconds that running deliveries and requests may take to finish at shutdown.
     pub shutdown_grace: f64,
+}
+
+/// Built-in TLS: PEM files, or a self-signed certificate made on first start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Generate a certificate for `hostnames` on first start and keep it in the data directory.
+    pub self_signed: bool,
+    /// Names the self-signed certificate is made for.
+    pub hostnames: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            self_signed: false,
+            hostnames: vec!["localhost".to_string()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -143,6 +169,9 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub insecure_http: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: bool,
 }
 
 impl Config {
@@ -180,6 +209,15 @@ impl Config {
         }
         if flags.insecure_http {
             fig = fig.merge(("server.insecure_http", true));
+        }
+        if let Some(p) = &flags.tls_cert {
+            fig = fig.merge(("tls.cert_file", p));
+        }
+        if let Some(p) = &flags.tls_key {
+            fig = fig.merge(("tls.key_file", p));
+        }
+        if flags.tls_self_signed {
+            fig = fig.merge(("tls.self_signed", true));
         }
         let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
@@ -245,6 +283,25 @@ impl Config {
             && (0.0..=3600.0).contains(&self.server.shutdown_grace))
         {
             return bad("server.shutdown_grace", "must be seconds in [0, 3600]");
+        }
+        let t = &self.tls;
+        if t.cert_file.is_some() != t.key_file.is_some() {
+            return bad(
+                "tls.cert_file",
+                "tls.cert_file and tls.key_file go together",
+            );
+        }
+        if t.self_signed && t.cert_file.is_some() {
+            return bad(
+                "tls.self_signed",
+                "choose certificate files or a self-signed certificate, not both",
+            );
+        }
+        if t.self_signed && t.hostnames.is_empty() {
+            return bad(
+                "tls.hostnames",
+                "a self-signed certificate needs at least one hostname",
+            );
         }
         for c in &d.allowed_cidrs {
             if c.parse::<ipnet::IpNet>().is_err() {

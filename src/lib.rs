@@ -3,7 +3,8 @@
 //! Where a request goes, outside in:
 //! - `cli` and `config` turn flags, `HERALD_*` variables and the TOML file into a typed [`config::Config`];
 //! - `app` is the composition root: it opens the store, bootstraps the admin token and serves;
-//! - `server` accepts connections and hands them to the `api` (warp filters per resource);
+//! - `server` accepts connections (TLS from `tls` when configured) and hands them to the `api`
+//!   (warp filters per resource);
 //! - `api` authenticates, validates and maps every error to JSON once; it calls
 //! - `store`, the only module that knows sled, which persists the records of
 //! - `domain`: ids, timestamps, records and validation rules, pure code.
@@ -16,3 +17,4 @@ pub mod delivery;
 pub mod domain;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -18,6 +18,9 @@ fn main() -> anyhow::Result<()> {
                 listen: args.listen,
                 data_dir: args.data_dir.clone(),
                 insecure_http: args.insecure_http,
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
+                tls_self_signed: args.tls_self_signed,
             };
             let config = load(&args.config, &overrides)?;
             let admin_token = std::env::var("HERALD_ADMIN_TOKEN").ok();

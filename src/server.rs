@@ -1,5 +1,5 @@
 //! The HTTP accept loop: serves the API's warp filter through hyper (HTTP/1.1 and HTTP/2) on an
-//! injected listener, so tests and `main` share one path. Trailing slashes are normalised away
+//! injected listener, so tests and `main` share one path, over TLS when given an acceptor. Trailing slashes are normalised away
 //! before routing. On shutdown it stops accepting and lets open requests finish for a grace period.
 
 use std::future::Future;
@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use warp::filters::BoxedFilter;
 use warp::http::uri::{PathAndQuery, Uri};
 use warp::http::Request;
@@ -19,6 +20,8 @@ use warp::reply::Response;
 
 /// How long a client may take to send request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open requests may run on after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -26,6 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -50,14 +54,39 @@ pub async fn serve(
             inner.call(req)
         });
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn).await {
+            let served = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    watcher.watch(conn).await
+                }
+                // The handshake runs here, in the connection's task, with a deadline: a slow or
+                // garbled client costs only its own task.
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                            watcher.watch(conn).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

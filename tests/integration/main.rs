@@ -11,3 +11,4 @@ mod event_types;
 mod lifecycle;
 mod openapi;
 mod support;
+mod tls;

@@ -102,7 +102,7 @@ impl Herald {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("listening on http://") {
+                if let Some(i) = line.find("listening on http") {
                     let url = line[i + "listening on ".len()..].trim().to_string();
                     let _ = tx.send(url);
                 }
@@ -147,6 +147,10 @@ impl Herald {
 
     pub fn api(&self, path: &str) -> String {
         format!("{}/api/v1{}", self.url, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn logs(&self) -> String {
