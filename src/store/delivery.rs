@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use super::codec::{decode, encode};
 use super::keys::{self, prefix_end};
-use super::page::{scan_entries, Page, PageQuery};
+use super::page::{scan, scan_entries, Page, PageQuery};
 use super::{Store, StoreError};
 use crate::domain::{
     AppId, Attempt, AttemptId, DeliveryStatus, Destination, EndpointHealth, EndpointId,
@@ -314,16 +314,12 @@ impl Store {
         q: &PageQuery,
         keep: impl Fn(&Attempt) -> bool,
     ) -> Result<Page<Attempt>, StoreError> {
-        let page = scan_entries(
+        scan(
             &self.inner.attempts,
             &keys::attempts_of_msg(app, msg),
             q,
-            |_, a: &Attempt| keep(a),
-        )?;
-        Ok(Page {
-            items: page.items.into_iter().map(|(_, a)| a).collect(),
-            done: page.done,
-        })
+            keep,
+        )
     }
 
     /// Attempts to one endpoint, newest first by default. `keep` filters after the look-up.

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use svix::api::{MessageAttemptListByMsgOptions, MessageCreateOptions};
+use svix::api::MessageCreateOptions;
 use svix::models::{ApplicationIn, EndpointIn, EndpointSecretRotateIn, MessageIn, MessageStatus};
 
 use crate::support::receiver::{eventually, Answer, Receiver};
-use crate::support::{bearer, fast_delivery_env, http, sdk_status, Herald};
+use crate::support::{attempts, bearer, fast_delivery_env, http, sdk_status, Herald};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -296,19 +296,7 @@ async fn failures_are_retried_with_the_same_webhook_id() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(rx.received().len(), 3, "no try after the success");
 
-    let opts = || MessageAttemptListByMsgOptions {
-        limit: Some(10),
-        ..Default::default()
-    };
-    let attempts = eventually("three attempts", WAIT, || async {
-        let l = svix
-            .message_attempt()
-            .list_by_msg(app.clone(), id.clone(), Some(opts()))
-            .await
-            .unwrap();
-        (l.data.len() == 3).then_some(l)
-    })
-    .await;
+    let attempts = attempts(&svix, &app, &id, 3).await;
     // Newest first.
     let codes: Vec<i16> = attempts
         .data
@@ -365,15 +353,7 @@ async fn exhausted_retries_end_failed_and_resend_tries_again() {
         .unwrap();
     let got = rx.wait_for(4, WAIT).await;
     assert_eq!(got[3].header("webhook-id"), id);
-    let attempts = eventually("the manual attempt", WAIT, || async {
-        let l = svix
-            .message_attempt()
-            .list_by_msg(app.clone(), id.clone(), None)
-            .await
-            .unwrap();
-        (l.data.len() == 4).then_some(l)
-    })
-    .await;
+    let attempts = attempts(&svix, &app, &id, 4).await;
     assert_eq!(
         attempts.data[0].trigger_type,
         svix::models::MessageAttemptTriggerType::Manual
@@ -555,15 +535,7 @@ async fn the_ssrf_guard_keeps_deliveries_off_loopback() {
         .await
         .unwrap()
         .id;
-    let attempts = eventually("six refused attempts", WAIT, || async {
-        let l = svix
-            .message_attempt()
-            .list_by_msg(app.clone(), id.clone(), None)
-            .await
-            .unwrap();
-        (l.data.len() == 6).then_some(l)
-    })
-    .await;
+    let attempts = attempts(&svix, &app, &id, 6).await;
     for a in &attempts.data {
         assert_eq!(a.response_status_code, 0);
         assert_eq!(a.status, MessageStatus::Fail);
@@ -609,15 +581,7 @@ async fn redirects_are_failures_and_response_bodies_are_capped() {
         .unwrap()
         .verify(&got[0].body, &got[0].headers)
         .unwrap();
-    let attempts = eventually("three attempts", WAIT, || async {
-        let l = svix
-            .message_attempt()
-            .list_by_msg(app.clone(), id.clone(), None)
-            .await
-            .unwrap();
-        (l.data.len() == 3).then_some(l)
-    })
-    .await;
+    let attempts = attempts(&svix, &app, &id, 3).await;
     let redirect = &attempts.data[2];
     assert_eq!(
         (redirect.response_status_code, redirect.status),

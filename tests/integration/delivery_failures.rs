@@ -7,7 +7,7 @@ use serde_json::json;
 use svix::models::{ApplicationIn, EndpointIn, MessageIn, MessageStatus, RecoverIn};
 
 use crate::support::receiver::{eventually, Answer, Receiver};
-use crate::support::{fast_delivery_env, Herald};
+use crate::support::{attempts, fast_delivery_env, get_json, Herald};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -63,15 +63,7 @@ async fn a_timeout_is_recorded_and_retried() {
         gap >= Duration::from_millis(950),
         "a timed-out try waits at least the floor, waited {gap:?}"
     );
-    let attempts = eventually("two attempts", WAIT, || async {
-        let l = svix
-            .message_attempt()
-            .list_by_msg(app.clone(), id.clone(), None)
-            .await
-            .unwrap();
-        (l.data.len() == 2).then_some(l)
-    })
-    .await;
+    let attempts = attempts(&svix, &app, &id, 2).await;
     let failed = &attempts.data[1];
     assert_eq!(failed.response_status_code, 0);
     assert!(failed.response.contains("timeout"), "{}", failed.response);
@@ -120,15 +112,7 @@ async fn gone_disables_the_endpoint() {
     })
     .await;
     assert_eq!(disabled.id, ep);
-    let raw: serde_json::Value = crate::support::http()
-        .get(h.api(&format!("/app/{app}/endpoint/{ep}")))
-        .header("authorization", crate::support::bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = get_json(&h, &format!("/app/{app}/endpoint/{ep}")).await;
     assert!(
         raw["disabledReason"].as_str().unwrap_or("").contains("410"),
         "{raw}"
@@ -365,15 +349,7 @@ async fn endpoints_failing_past_the_limit_are_disabled_with_a_reason() {
         (e.disabled == Some(true)).then_some(())
     })
     .await;
-    let raw: serde_json::Value = crate::support::http()
-        .get(h.api(&format!("/app/{app}/endpoint/{ep}")))
-        .header("authorization", crate::support::bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = get_json(&h, &format!("/app/{app}/endpoint/{ep}")).await;
     assert!(
         raw["disabledReason"]
             .as_str()

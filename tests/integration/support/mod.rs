@@ -191,6 +191,45 @@ pub fn bearer() -> String {
     format!("Bearer {TOKEN}")
 }
 
+/// GET an API path with the admin token, as JSON (for fields the SDK models do not carry).
+pub async fn get_json(h: &Herald, path: &str) -> serde_json::Value {
+    http()
+        .get(h.api(path))
+        .header("authorization", bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Wait (bounded) until a message has exactly `n` attempts; newest first.
+pub async fn attempts(
+    svix: &Svix,
+    app: &str,
+    msg: &str,
+    n: usize,
+) -> svix::models::ListResponseMessageAttemptOut {
+    receiver::eventually(
+        &format!("{n} attempts"),
+        std::time::Duration::from_secs(20),
+        || async {
+            let opts = svix::api::MessageAttemptListByMsgOptions {
+                limit: Some(50),
+                ..Default::default()
+            };
+            let l = svix
+                .message_attempt()
+                .list_by_msg(app.to_string(), msg.to_string(), Some(opts))
+                .await
+                .unwrap();
+            (l.data.len() == n).then_some(l)
+        },
+    )
+    .await
+}
+
 /// The HTTP status of an SDK error.
 pub fn sdk_status(e: &svix::error::Error) -> u16 {
     match e {
