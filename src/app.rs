@@ -90,7 +90,9 @@ pub async fn run(
     };
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{local}");
+    crate::systemd::notify("READY=1");
     crate::server::serve(listener, api::routes(state), acceptor, shutdown).await;
+    crate::systemd::notify("STOPPING=1");
     tracing::info!("shutting down: letting running deliveries finish");
     let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace);
     if !delivery.shutdown(grace).await {

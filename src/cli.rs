@@ -25,6 +25,66 @@ pub enum Command {
     CheckConfig(ConfigArgs),
     /// Print the effective merged configuration as TOML.
     PrintConfig(ConfigArgs),
+    /// Manage API tokens (on a stopped server: the data directory is used by one process at a time).
+    Token(TokenArgs),
+    /// Probe a running Herald: exit 0 when its health endpoint answers 2xx (for systemd, Docker).
+    Healthcheck(HealthcheckArgs),
+    /// Run a local test receiver that prints each delivery and whether its signature verifies.
+    Listen(ListenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Data directory [default: from the configuration, ./herald-data].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; it is printed once and stored only as a hash.
+    Create {
+        /// A name to tell it by (for list and revoke).
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens: name, creation time, short id.
+    List,
+    /// Revoke every token with this name.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Health URL [default: http://127.0.0.1:8080/api/v1/health].
+    #[arg(default_value = "http://127.0.0.1:8080/api/v1/health")]
+    pub url: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Also trust this CA certificate (PEM), e.g. for a self-signed certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Port on 127.0.0.1 (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// The endpoint's signing secret (whsec_...), to verify signatures with.
+    #[arg(long)]
+    pub secret: String,
+    /// Status to answer every delivery with.
+    #[arg(long, default_value_t = 200)]
+    pub status: u16,
 }
 
 #[derive(Debug, Args)]

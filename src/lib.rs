@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod ops;
 pub mod server;
 pub mod store;
+pub mod systemd;
 pub mod tls;

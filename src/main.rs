@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use herald::cli::{Cli, Command, ConfigArgs, LogFormat};
+use herald::cli::{Cli, Command, ConfigArgs, LogFormat, TokenCommand};
 use herald::config::{Config, Overrides};
+use herald::ops;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -24,11 +25,7 @@ fn main() -> anyhow::Result<()> {
             };
             let config = load(&args.config, &overrides)?;
             let admin_token = std::env::var("HERALD_ADMIN_TOKEN").ok();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(herald::app::run(config, admin_token, shutdown_signal()))?;
+            runtime()?.block_on(herald::app::run(config, admin_token, shutdown_signal()))?;
             Ok(())
         }
         Command::CheckConfig(args) => {
@@ -40,7 +37,62 @@ fn main() -> anyhow::Result<()> {
             print!("{}", load(&args, &Overrides::default())?.to_toml());
             Ok(())
         }
+        Command::Token(args) => {
+            let overrides = Overrides {
+                data_dir: args.data_dir.clone(),
+                ..Default::default()
+            };
+            let dir = load(&args.config, &overrides)?.server.data_dir;
+            let rt = runtime()?;
+            match args.command {
+                TokenCommand::Create { name } => {
+                    let t = rt.block_on(ops::token_create(&dir, &name))?;
+                    eprintln!("API token {name:?} (shown once, store it now):");
+                    println!("{t}");
+                }
+                TokenCommand::List => {
+                    for (name, created, id) in ops::token_list(&dir)? {
+                        println!("{id}  {}  {name}", created.to_rfc3339());
+                    }
+                }
+                TokenCommand::Revoke { name } => {
+                    let n = rt.block_on(ops::token_revoke(&dir, &name))?;
+                    println!("revoked {n} token(s) named {name:?}");
+                }
+            }
+            Ok(())
+        }
+        Command::Healthcheck(args) => {
+            let ca = args
+                .ca
+                .as_ref()
+                .map(std::fs::read)
+                .transpose()
+                .context("reading --ca")?;
+            let timeout = std::time::Duration::from_secs_f64(args.timeout.clamp(0.1, 300.0));
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match runtime()?.block_on(herald::delivery::probe(&args.url, timeout, ca.as_deref())) {
+                Ok(s) if (200..300).contains(&s) => {
+                    println!("healthy ({s})");
+                    Ok(())
+                }
+                Ok(s) => anyhow::bail!("unhealthy: {} answered {s}", args.url),
+                Err(e) => anyhow::bail!("unhealthy: {e}"),
+            }
+        }
+        Command::Listen(args) => {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+            runtime()?.block_on(ops::listen(addr, &args.secret, args.status))?;
+            Ok(())
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn load(args: &ConfigArgs, overrides: &Overrides) -> anyhow::Result<Config> {

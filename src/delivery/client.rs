@@ -149,6 +149,23 @@ impl Client {
     }
 }
 
+/// One GET, for `herald healthcheck`: the status code, or why there was none. `ca` (PEM) is
+/// trusted besides the system's roots.
+pub async fn probe(url: &str, timeout: Duration, ca: Option<&[u8]>) -> Result<u16, String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| format!("bad CA file: {e}"))?;
+        b = b.add_root_certificate(cert);
+    }
+    let client = b.build().map_err(|e| error_chain(&e))?;
+    match client.get(url).send().await {
+        Ok(r) => Ok(r.status().as_u16()),
+        Err(e) => Err(error_chain(&e)),
+    }
+}
+
 /// Build a header map, skipping what is not valid HTTP (validated at input, so rare).
 pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
     let mut map = HeaderMap::new();

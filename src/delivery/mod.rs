@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::domain::{AppId, EndpointId};
 use crate::store::Store;
 
-pub use client::ClientError;
+pub use client::{probe, ClientError};
 
 /// Delivery settings (from `[delivery]` in the configuration).
 #[derive(Debug, Clone)]

@@ -29,6 +29,33 @@ pub fn sign<'a>(
         .join(" ")
 }
 
+/// How far a signed timestamp may be from now and still verify.
+pub const TOLERANCE_SECONDS: i64 = 5 * 60;
+
+/// Verify a `webhook-signature` header as a receiver would: some `v1` entry matches under `key`
+/// (compared in constant time), and the timestamp is within five minutes of `now`.
+pub fn verify(
+    key: &SigningKey,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+    now: i64,
+) -> bool {
+    use subtle::ConstantTimeEq;
+    if (now - timestamp).abs() > TOLERANCE_SECONDS {
+        return false;
+    }
+    let expected = sign([key], msg_id, timestamp, body);
+    header
+        .split(' ')
+        .filter(|entry| entry.starts_with("v1,"))
+        .fold(subtle::Choice::from(0), |ok, entry| {
+            ok | entry.as_bytes().ct_eq(expected.as_bytes())
+        })
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +86,40 @@ mod tests {
             ),
             "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
         );
+    }
+
+    #[test]
+    fn verification_follows_the_standard_webhooks_rules() {
+        let k = key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let bad = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=";
+        assert!(verify(&k, id, ts, body, good, ts));
+        assert!(
+            !verify(&k, id, ts, body, bad, ts),
+            "the negative vector is rejected"
+        );
+        assert!(
+            verify(
+                &k,
+                id,
+                ts,
+                body,
+                &format!("v1,{} v2,other {good}", &bad[3..]),
+                ts
+            ),
+            "any v1 entry"
+        );
+        assert!(!verify(&k, id, ts, body, good, ts + 301), "too old");
+        assert!(
+            !verify(&k, id, ts, body, good, ts - 301),
+            "too far in the future"
+        );
+        assert!(verify(&k, id, ts, body, good, ts + 299));
     }
 
     #[test]

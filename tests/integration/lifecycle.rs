@@ -253,3 +253,72 @@ fn plain_http_on_a_public_address_needs_a_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-http"));
 }
+
+// Multi-threaded: the test blocks one thread waiting for the process while the receiver, on
+// this runtime too, must still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_delivery_finish_and_exits_0() {
+    use crate::support::receiver::{Answer, Receiver};
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut env = crate::support::fast_delivery_env();
+    env.push(("NOTIFY_SOCKET", sock_path.to_string_lossy().into_owned()));
+    let data = dir.path().join("data");
+    let launch = Launch {
+        env,
+        ..Launch::new(&data)
+    };
+    let rx = Receiver::start(Answer::Status(200)).await;
+    rx.script([Answer::Delay(Duration::from_millis(1500))]);
+
+    let mut h = Herald::launch(&launch).unwrap();
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"READY=1",
+        "systemd hears READY once Herald listens"
+    );
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(ApplicationIn::new("A".into()), None)
+        .await
+        .unwrap()
+        .id;
+    svix.endpoint()
+        .create(app.clone(), EndpointIn::new(rx.url.clone()), None)
+        .await
+        .unwrap();
+    let id = svix
+        .message()
+        .create(
+            app.clone(),
+            svix::models::MessageIn::new("a.b".into(), serde_json::json!({})),
+            None,
+        )
+        .await
+        .unwrap()
+        .id;
+    rx.wait_for(1, Duration::from_secs(10)).await; // the delivery is in flight, answer pending
+    let status = h.terminate();
+    assert!(status.success(), "exit 0 after SIGTERM, got {status}");
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+
+    // The try finished before exit: it is recorded as a success and not made again.
+    let h = Herald::launch(&launch).unwrap();
+    let svix = h.svix();
+    let list = crate::support::attempts(&svix, &app, &id, 1).await;
+    assert_eq!(list.data[0].response_status_code, 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        rx.received().len(),
+        1,
+        "no second delivery after the restart"
+    );
+}

@@ -2,6 +2,7 @@
 //! temporary data directory) through the official `svix` SDK or plain HTTP.
 
 mod apps;
+mod cli;
 mod crash;
 mod delivery;
 mod delivery_failures;

@@ -1,0 +1,202 @@
+//! Operator subcommands through the real binary: token create/list/revoke, healthcheck, and
+//! `listen` verifying a real delivery.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use svix::models::{ApplicationIn, EndpointIn, MessageIn};
+
+use crate::support::{fast_delivery_env, http, Herald, Launch};
+
+fn herald(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .env_remove("HERALD_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn token_lifecycle_ends_in_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = herald(&["token", "create", "--name", "deploy-bot", "--data-dir", d]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("hrld_"));
+    let list = herald(&["token", "list", "--data-dir", d]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("deploy-bot"));
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&token),
+        "tokens are never shown again"
+    );
+
+    let mut h = Herald::launch(&Launch::new(dir.path())).unwrap();
+    let ok = http()
+        .get(h.api("/app"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let busy = herald(&["token", "create", "--name", "x", "--data-dir", d]);
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert!(h.terminate().success());
+
+    let out = herald(&["token", "revoke", "deploy-bot", "--data-dir", d]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let missing = herald(&["token", "revoke", "deploy-bot", "--data-dir", d]);
+    assert!(!missing.status.success());
+    let h = Herald::launch(&Launch::new(dir.path())).unwrap();
+    let denied = http()
+        .get(h.api("/app"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401, "a revoked token is refused");
+}
+
+#[test]
+fn healthcheck_exit_codes_follow_health() {
+    let h = Herald::start();
+    let out = herald(&["healthcheck", &format!("{}/api/v1/health", h.url)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = herald(&[
+        "healthcheck",
+        "--timeout",
+        "2",
+        &format!("http://127.0.0.1:{port}/api/v1/health"),
+    ]);
+    assert!(!out.status.success(), "nothing listens there");
+    let out = herald(&["healthcheck", &format!("{}/api/v1/no-such-thing", h.url)]);
+    assert!(!out.status.success(), "a 404 is unhealthy");
+}
+
+#[test]
+fn healthcheck_trusts_a_given_ca_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Herald::launch(&Launch {
+        args: vec!["--tls-self-signed"],
+        ..Launch::new(dir.path())
+    })
+    .unwrap();
+    let url = format!("{}/api/v1/health", h.url.replace("127.0.0.1", "localhost"));
+    assert!(
+        !herald(&["healthcheck", &url]).status.success(),
+        "untrusted certificate"
+    );
+    let ca = dir.path().join("tls/self-signed-cert.pem");
+    let out = herald(&["healthcheck", "--ca", ca.to_str().unwrap(), &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn listen_prints_deliveries_and_checks_their_signatures() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["listen", "--port", "0", "--secret", secret])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let url = first
+        .strip_prefix("listening on ")
+        .expect("address printed")
+        .to_string();
+
+    let h = Herald::start_with(fast_delivery_env());
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(ApplicationIn::new("A".into()), None)
+        .await
+        .unwrap()
+        .id;
+    let good = EndpointIn {
+        secret: Some(secret.into()),
+        ..EndpointIn::new(format!("{url}/good"))
+    };
+    svix.endpoint()
+        .create(app.clone(), good, None)
+        .await
+        .unwrap();
+    svix.endpoint()
+        .create(
+            app.clone(),
+            EndpointIn::new(format!("{url}/other-secret")),
+            None,
+        )
+        .await
+        .unwrap();
+    svix.message()
+        .create(
+            app,
+            MessageIn::new("a.b".into(), serde_json::json!({"hello": "world"})),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains("webhook-id="))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listen printed: {lines:?}"
+        );
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let good = lines.iter().find(|l| l.contains("/good")).unwrap();
+    assert!(good.contains("signature valid"), "{good}");
+    let other = lines.iter().find(|l| l.contains("/other-secret")).unwrap();
+    assert!(other.contains("signature INVALID"), "{other}");
+    assert!(
+        lines.iter().any(|l| l.contains(r#"{"hello":"world"}"#)),
+        "{lines:?}"
+    );
+}
