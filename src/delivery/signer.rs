@@ -8,6 +8,15 @@ use sha2::Sha256;
 use crate::domain::SigningKey;
 
 /// The `webhook-signature` header value for this message and timestamp under every key given.
+///
+/// ```
+/// use herald::delivery::signer::sign;
+/// use herald::domain::SigningKey;
+///
+/// let key = SigningKey::parse("secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+/// let header = sign([&key], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+/// assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+/// ```
 pub fn sign<'a>(
     keys: impl IntoIterator<Item = &'a SigningKey>,
     msg_id: &str,
