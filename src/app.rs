@@ -65,12 +65,14 @@ pub async fn run(
     bootstrap_admin_token(&store, admin_token).await?;
     // One crypto provider for every TLS user in the process (delivery now, the server later).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let delivery = Delivery::start(store.clone(), config.delivery())?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let delivery = Delivery::start(store.clone(), config.delivery(), metrics.clone())?;
     let sweeper = tokio::spawn(sweep(store.clone(), config.store.retention_days));
 
     let state = Arc::new(ApiState {
         auth: Auth::load(&store)?,
         store: store.clone(),
+        metrics,
         delivery: delivery.clone(),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,

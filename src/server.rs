@@ -3,7 +3,7 @@
 //! before routing. On shutdown it stops accepting and lets open requests finish for a grace period.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -51,7 +51,22 @@ pub async fn serve(
         let inner = TowerToHyperService::new(warp::service(routes.clone()));
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             normalize_path(&mut req);
-            inner.call(req)
+            // One access line per request: method, path, status, time. No query, headers or body,
+            // so tokens and payloads never reach the log.
+            let (method, path, started) = (
+                req.method().clone(),
+                req.uri().path().to_string(),
+                Instant::now(),
+            );
+            let answer = inner.call(req);
+            async move {
+                let resp = answer.await;
+                if let Ok(r) = &resp {
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    tracing::info!(target: "herald::access", %peer, %method, %path, status = r.status().as_u16(), ms);
+                }
+                resp
+            }
         });
         let watcher = graceful.watcher();
         let tls = tls.clone();

@@ -214,6 +214,7 @@ async fn create(
     {
         CreateOutcome::Replayed(r) => Ok(replay(r)),
         CreateOutcome::Created => {
+            s.metrics.message_accepted();
             s.delivery.enqueued(&app.id, &msg.destinations);
             Ok(replay(StoredResponse {
                 status: 202,

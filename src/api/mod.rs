@@ -11,6 +11,7 @@ mod event_types;
 mod health;
 mod json;
 mod messages;
+mod metrics;
 mod openapi;
 mod pagination;
 mod query;
@@ -36,6 +37,7 @@ use query::Query;
 /// What every handler may use.
 pub struct ApiState {
     pub store: Store,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub delivery: Delivery,
     pub auth: Auth,
     pub limits: Limits,
@@ -60,6 +62,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     );
     v1.and(health::routes(state.clone()))
         .or(v1.and(openapi::routes()))
+        .unify()
+        .or(authenticated(state.clone()).and(metrics::routes(state.clone())))
         .unify()
         .or(protected)
         .unify()

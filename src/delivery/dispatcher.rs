@@ -14,6 +14,7 @@ use super::client::{Client, ClientError};
 use super::ssrf::Guard;
 use super::{worker, DeliveryOptions};
 use crate::domain::{AppId, EndpointId, Timestamp};
+use crate::metrics::Metrics;
 use crate::store::{QueuedTask, Store};
 
 pub use crate::domain::EndpointRef as EpRef;
@@ -71,6 +72,7 @@ impl Schedule {
 
 pub struct Shared {
     pub store: Store,
+    pub metrics: Arc<Metrics>,
     pub opts: DeliveryOptions,
     pub client: Client,
     schedule: Mutex<Schedule>,
@@ -79,7 +81,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Store, opts: DeliveryOptions) -> Result<Arc<Shared>, ClientError> {
+    pub fn new(
+        store: Store,
+        opts: DeliveryOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Shared>, ClientError> {
         let client = Client::new(
             Guard::new(opts.allowed_cidrs.clone()),
             opts.request_timeout,
@@ -88,6 +94,7 @@ impl Shared {
         Ok(Arc::new(Shared {
             permits: Arc::new(Semaphore::new(opts.max_concurrency)),
             store,
+            metrics,
             opts,
             client,
             schedule: Mutex::new(Schedule::default()),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{AppId, EndpointId};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use client::{probe, ClientError};
@@ -66,8 +67,12 @@ pub struct Delivery {
 
 impl Delivery {
     /// Start the dispatcher on the current runtime. It runs until [`Delivery::shutdown`].
-    pub fn start(store: Store, opts: DeliveryOptions) -> Result<Delivery, ClientError> {
-        let shared = dispatcher::Shared::new(store, opts)?;
+    pub fn start(
+        store: Store,
+        opts: DeliveryOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Delivery, ClientError> {
+        let shared = dispatcher::Shared::new(store, opts, metrics)?;
         let d = Delivery { shared };
         tokio::spawn(dispatcher::run(d.shared.clone()));
         Ok(d)

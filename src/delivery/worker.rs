@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use super::client::{headers, Outcome};
 use super::dispatcher::{EpRef, Shared};
-use super::retry::{jitter_sample, next_delay};
+use super::retry::{jitter_sample, next_delay, Failure};
 use super::signer::sign;
 use crate::domain::{
     Attempt, AttemptId, DeliveryStatus, Destination, Endpoint, EndpointHealth, Message, Task,
     Timestamp, Trigger,
 };
+use crate::metrics;
 use crate::store::{QueuedTask, StoreError, TryRecord};
 
 /// Run one try; returns whether the task was rescheduled for a retry.
@@ -54,6 +55,13 @@ async fn try_inner(
     }
 
     let outcome = post(shared, &ep, &msg).await;
+    let counted = match outcome.failure {
+        None => metrics::Outcome::Success,
+        Some(Failure::Status(_)) => metrics::Outcome::HttpError,
+        Some(Failure::Timeout) => metrics::Outcome::Timeout,
+        Some(Failure::Network) => metrics::Outcome::NetworkError,
+    };
+    shared.metrics.attempt(counted, outcome.duration);
     let now = Timestamp::now();
     let tries = qt.task.tries + 1;
     let success = outcome.failure.is_none();

@@ -51,6 +51,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Every queued task (O(n): for metrics scrapes, not hot paths).
+    pub fn queue_len(&self) -> usize {
+        self.inner.queue.len()
+    }
+
     /// Up to `limit` tasks of one endpoint due by `now_ms`, earliest first, except those in `skip`
     /// (already running).
     pub fn due_tasks(

@@ -64,6 +64,16 @@ impl Store {
         scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)
     }
 
+    /// How many endpoints are disabled, in all applications.
+    pub fn disabled_endpoints(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for r in self.inner.endpoints.iter() {
+            let ep: Endpoint = decode(&r?.1)?;
+            n += u64::from(ep.disabled);
+        }
+        Ok(n)
+    }
+
     /// Every endpoint of an application (for fan-out; applications hold few endpoints).
     pub fn all_endpoints(&self, app: &AppId) -> Result<Vec<Endpoint>, StoreError> {
         let mut out = Vec::new();

@@ -322,3 +322,32 @@ async fn sigterm_lets_a_running_delivery_finish_and_exits_0() {
         "no second delivery after the restart"
     );
 }
+
+#[tokio::test]
+async fn each_request_is_logged_without_secrets() {
+    let h = Herald::start();
+    let resp = crate::support::http()
+        .post(h.api("/app?secret_query=hunter2"))
+        .header("authorization", crate::support::bearer())
+        .json(&serde_json::json!({"name": "payload-marker-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let line =
+        crate::support::receiver::eventually("an access line", Duration::from_secs(5), || async {
+            h.logs()
+                .lines()
+                .find(|l| l.contains("herald::access") && l.contains("POST"))
+                .map(String::from)
+        })
+        .await;
+    assert!(
+        line.contains("path=/api/v1/app") && line.contains("status=201"),
+        "{line}"
+    );
+    let logs = h.logs();
+    for secret in [crate::support::TOKEN, "hunter2", "payload-marker-123"] {
+        assert!(!logs.contains(secret), "{secret} reached the log:\n{logs}");
+    }
+}

@@ -10,6 +10,7 @@ mod endpoints;
 mod errors;
 mod event_types;
 mod lifecycle;
+mod metrics;
 mod openapi;
 mod support;
 mod tls;
