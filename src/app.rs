@@ -38,6 +38,8 @@ pub enum AppError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    MainKey(#[from] crate::main_key::MainKeyError),
 }
 
 /// How often expired idempotency records are swept.
@@ -47,6 +49,7 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 pub async fn run(
     config: Config,
     admin_token: Option<String>,
+    main_key: Option<String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let addr = config.server.listen;
@@ -54,8 +57,10 @@ pub async fn run(
     if tls.is_none() && !addr.ip().is_loopback() && !config.server.insecure_http {
         return Err(AppError::InsecureHttp(addr));
     }
+    let main_key = crate::main_key::load(&config, main_key)?;
     let opts = StoreOptions {
         cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
+        main_key,
     };
     let dir = config.server.data_dir.clone();
     // sled replays its log on open, which can take a while on a large store.

@@ -78,6 +78,8 @@ pub struct StoreConfig {
     pub cache_capacity_mb: u64,
     /// Days messages (with their attempts) are kept; 0 keeps them forever.
     pub retention_days: u32,
+    /// The key that seals endpoint secrets [default: main.key in the data directory].
+    pub main_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -131,6 +133,7 @@ impl Default for StoreConfig {
         StoreConfig {
             cache_capacity_mb: 64,
             retention_days: 90,
+            main_key_file: None,
         }
     }
 }

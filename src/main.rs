@@ -25,7 +25,13 @@ fn main() -> anyhow::Result<()> {
             };
             let config = load(&args.config, &overrides)?;
             let admin_token = std::env::var("HERALD_ADMIN_TOKEN").ok();
-            runtime()?.block_on(herald::app::run(config, admin_token, shutdown_signal()))?;
+            let main_key = std::env::var("HERALD_MAIN_KEY").ok();
+            runtime()?.block_on(herald::app::run(
+                config,
+                admin_token,
+                main_key,
+                shutdown_signal(),
+            ))?;
             Ok(())
         }
         Command::CheckConfig(args) => {
@@ -42,21 +48,23 @@ fn main() -> anyhow::Result<()> {
                 data_dir: args.data_dir.clone(),
                 ..Default::default()
             };
-            let dir = load(&args.config, &overrides)?.server.data_dir;
+            let config = load(&args.config, &overrides)?;
+            let key = herald::main_key::load(&config, std::env::var("HERALD_MAIN_KEY").ok())?;
+            let dir = config.server.data_dir;
             let rt = runtime()?;
             match args.command {
                 TokenCommand::Create { name } => {
-                    let t = rt.block_on(ops::token_create(&dir, &name))?;
+                    let t = rt.block_on(ops::token_create(&dir, key, &name))?;
                     eprintln!("API token {name:?} (shown once, store it now):");
                     println!("{t}");
                 }
                 TokenCommand::List => {
-                    for (name, created, id) in ops::token_list(&dir)? {
+                    for (name, created, id) in ops::token_list(&dir, key)? {
                         println!("{id}  {}  {name}", created.to_rfc3339());
                     }
                 }
                 TokenCommand::Revoke { name } => {
-                    let n = rt.block_on(ops::token_revoke(&dir, &name))?;
+                    let n = rt.block_on(ops::token_revoke(&dir, key, &name))?;
                     println!("revoked {n} token(s) named {name:?}");
                 }
             }

@@ -28,18 +28,22 @@ pub enum OpsError {
     Io(#[from] std::io::Error),
 }
 
-fn open(data_dir: &Path) -> Result<Store, OpsError> {
-    Ok(Store::open(data_dir, &StoreOptions::default())?)
+fn open(data_dir: &Path, main_key: [u8; 32]) -> Result<Store, OpsError> {
+    Ok(Store::open(data_dir, &StoreOptions::new(main_key))?)
 }
 
 /// Make a named token, stored hashed; returns the token (shown once).
-pub async fn token_create(data_dir: &Path, name: &str) -> Result<String, OpsError> {
+pub async fn token_create(
+    data_dir: &Path,
+    main_key: [u8; 32],
+    name: &str,
+) -> Result<String, OpsError> {
     if name.trim().is_empty() || name.len() > 128 {
         return Err(OpsError::Invalid(
             "a token name is 1 to 128 characters".into(),
         ));
     }
-    let store = open(data_dir)?;
+    let store = open(data_dir, main_key)?;
     let (t, record) = token::generate(name).map_err(|e| OpsError::Random(e.to_string()))?;
     store.add_token(&record).await?;
     store.close()?;
@@ -47,8 +51,11 @@ pub async fn token_create(data_dir: &Path, name: &str) -> Result<String, OpsErro
 }
 
 /// Name, creation time and a short id (the hash's first bytes) of every token.
-pub fn token_list(data_dir: &Path) -> Result<Vec<(String, Timestamp, String)>, OpsError> {
-    let store = open(data_dir)?;
+pub fn token_list(
+    data_dir: &Path,
+    main_key: [u8; 32],
+) -> Result<Vec<(String, Timestamp, String)>, OpsError> {
+    let store = open(data_dir, main_key)?;
     let out = store
         .tokens()?
         .into_iter()
@@ -64,8 +71,12 @@ pub fn token_list(data_dir: &Path) -> Result<Vec<(String, Timestamp, String)>, O
     Ok(out)
 }
 
-pub async fn token_revoke(data_dir: &Path, name: &str) -> Result<usize, OpsError> {
-    let store = open(data_dir)?;
+pub async fn token_revoke(
+    data_dir: &Path,
+    main_key: [u8; 32],
+    name: &str,
+) -> Result<usize, OpsError> {
+    let store = open(data_dir, main_key)?;
     let n = store.revoke_token(name).await?;
     store.close()?;
     if n == 0 {

@@ -5,16 +5,42 @@ use sled::Transactional;
 use super::codec::{decode, encode};
 use super::page::{scan, Page, PageQuery};
 use super::{abort, keys, put_with_uid, Store, StoreError};
-use crate::domain::{AppId, Endpoint, EndpointId, Timestamp};
+use crate::domain::{AppId, Endpoint, EndpointId, SigningKey, Timestamp};
 
 const UID_TAKEN: &str = "an endpoint with this uid already exists in this application";
 
 impl Store {
+    /// The stored form: the endpoint with its signing keys sealed under the main key.
+    fn seal_endpoint(&self, ep: &Endpoint) -> Result<Vec<u8>, StoreError> {
+        let aad = keys::endpoint(&ep.app_id, &ep.id);
+        let sealer = &self.inner.sealer;
+        let mut stored = ep.clone();
+        stored.secret = SigningKey(sealer.seal(&ep.secret.0, &aad)?);
+        for k in &mut stored.retired_keys {
+            k.key = SigningKey(sealer.seal(&k.key.0, &aad)?);
+        }
+        encode(&stored)
+    }
+
+    fn open_endpoint(&self, bytes: &[u8]) -> Result<Endpoint, StoreError> {
+        self.unseal(decode(bytes)?)
+    }
+
+    fn unseal(&self, mut ep: Endpoint) -> Result<Endpoint, StoreError> {
+        let aad = keys::endpoint(&ep.app_id, &ep.id);
+        let sealer = &self.inner.sealer;
+        ep.secret = SigningKey(sealer.open(&ep.secret.0, &aad)?);
+        for k in &mut ep.retired_keys {
+            k.key = SigningKey(sealer.open(&k.key.0, &aad)?);
+        }
+        Ok(ep)
+    }
+
     /// Store a new endpoint; `Conflict` when its uid is taken in the application.
     pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
         let i = &self.inner;
         let key = keys::endpoint(&ep.app_id, &ep.id);
-        let value = encode(ep)?;
+        let value = self.seal_endpoint(ep)?;
         let app_key = keys::app(&ep.app_id);
         (&i.apps, &i.endpoints, &i.endpoint_uid).transaction(|(apps, eps, uids)| {
             // Reading the app inside the transaction keeps a concurrent app delete from orphaning us.
@@ -44,7 +70,7 @@ impl Store {
         let i = &self.inner;
         if let Ok(id) = id_or_uid.parse::<EndpointId>() {
             if let Some(v) = i.endpoints.get(keys::endpoint(app, &id))? {
-                return Ok(Some(decode(&v)?));
+                return Ok(Some(self.open_endpoint(&v)?));
             }
         }
         let Some(ksuid) = i.endpoint_uid.get(keys::endpoint_uid(app, id_or_uid))? else {
@@ -55,13 +81,21 @@ impl Store {
             .and_then(|k| EndpointId::from_ksuid(k).ok())
             .ok_or_else(|| StoreError::Codec("bad endpoint uid index entry".into()))?;
         match i.endpoints.get(keys::endpoint(app, &id))? {
-            Some(v) => Ok(Some(decode(&v)?)),
+            Some(v) => Ok(Some(self.open_endpoint(&v)?)),
             None => Ok(None),
         }
     }
 
     pub fn list_endpoints(&self, app: &AppId, q: &PageQuery) -> Result<Page<Endpoint>, StoreError> {
-        scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)
+        let page = scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|e| self.unseal(e))
+                .collect::<Result<_, _>>()?,
+            done: page.done,
+        })
     }
 
     /// How many endpoints are disabled, in all applications.
@@ -78,7 +112,7 @@ impl Store {
     pub fn all_endpoints(&self, app: &AppId) -> Result<Vec<Endpoint>, StoreError> {
         let mut out = Vec::new();
         for r in self.inner.endpoints.scan_prefix(keys::endpoints_of(app)) {
-            out.push(decode(&r?.1)?);
+            out.push(self.open_endpoint(&r?.1)?);
         }
         Ok(out)
     }
@@ -97,7 +131,7 @@ impl Store {
             let Some(v) = eps.get(&key)? else {
                 return abort(StoreError::NotFound);
             };
-            let old: Endpoint = decode(&v).or_else(abort)?;
+            let old: Endpoint = self.open_endpoint(&v).or_else(abort)?;
             let mut new = old.clone();
             change(&mut new);
             new.updated_at = Timestamp::now();
@@ -105,7 +139,7 @@ impl Store {
                 eps,
                 uids,
                 &key,
-                encode(&new).or_else(abort)?,
+                self.seal_endpoint(&new).or_else(abort)?,
                 old.uid.as_deref().map(|u| keys::endpoint_uid(app, u)),
                 new.uid.as_deref().map(|u| keys::endpoint_uid(app, u)),
                 id.ksuid().as_bytes(),

@@ -7,6 +7,7 @@
 //! | `event_types`   | name                                  | EventType      |
 //! | `endpoints`     | app ksuid (27) ‖ endpoint ksuid (27)  | Endpoint       |
 //! | `endpoint_uid`  | app ksuid (27) ‖ uid                  | endpoint ksuid |
+//! | `meta`          | `main_key_check`                      | sealed check value |
 //! | `tokens`        | SHA-256 of the token (32)             | ApiToken       |
 //! | `messages`      | app (27) ‖ msg (27)                   | Message        |
 //! | `msg_event_id`  | app (27) ‖ eventId                    | msg ksuid      |
@@ -26,6 +27,7 @@
 use crate::domain::ids::KSUID_LEN;
 use crate::domain::{AppId, AttemptId, EndpointId, MessageId};
 
+pub const TREE_META: &str = "meta";
 pub const TREE_APPS: &str = "apps";
 pub const TREE_APP_UID: &str = "app_uid";
 pub const TREE_EVENT_TYPES: &str = "event_types";

@@ -12,6 +12,7 @@ pub mod keys;
 mod messages;
 pub mod page;
 mod retention;
+mod seal;
 mod tokens;
 
 use std::fs::File;
@@ -44,6 +45,8 @@ pub enum StoreError {
     Durability(String),
     #[error("the data directory {0} is in use by another Herald process")]
     Locked(PathBuf),
+    #[error("the main key does not open this store (endpoint secrets are sealed with another key); give the right HERALD_MAIN_KEY or store.main_key_file")]
+    WrongMainKey,
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -62,18 +65,28 @@ fn abort<T>(e: StoreError) -> TxResult<T> {
 }
 
 /// Settings the store needs from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
+    /// Seals endpoint secrets at rest.
+    pub main_key: [u8; 32],
 }
 
-impl Default for StoreOptions {
-    fn default() -> Self {
+impl StoreOptions {
+    pub fn new(main_key: [u8; 32]) -> Self {
         StoreOptions {
             cache_capacity_bytes: 64 * 1024 * 1024,
+            main_key,
         }
     }
+
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        StoreOptions::new([42; 32])
+    }
 }
+
+const META_MAIN_KEY_CHECK: &[u8] = b"main_key_check";
 
 #[derive(Clone)]
 pub struct Store {
@@ -88,6 +101,7 @@ struct Inner {
     endpoints: sled::Tree,
     endpoint_uid: sled::Tree,
     tokens: sled::Tree,
+    sealer: seal::Sealer,
     messages: sled::Tree,
     msg_event_id: sled::Tree,
     idempotency: sled::Tree,
@@ -118,7 +132,17 @@ impl Store {
         // fsync applies to the inode, so any handle on sled's data file makes its writes durable.
         let db_file = File::open(path.join("db"))?;
         let tree = |name: &str| db.open_tree(name);
+        let sealer = seal::Sealer::new(&opts.main_key);
+        let meta = db.open_tree(keys::TREE_META)?;
+        match meta.get(META_MAIN_KEY_CHECK)? {
+            Some(check) if !sealer.verify_check(&check) => return Err(StoreError::WrongMainKey),
+            Some(_) => {}
+            None => {
+                meta.insert(META_MAIN_KEY_CHECK, sealer.check_value()?)?;
+            }
+        }
         let inner = Inner {
+            sealer,
             apps: tree(keys::TREE_APPS)?,
             app_uid: tree(keys::TREE_APP_UID)?,
             event_types: tree(keys::TREE_EVENT_TYPES)?,
@@ -204,8 +228,8 @@ mod tests {
     #[tokio::test]
     async fn a_second_open_of_the_same_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        match Store::open(dir.path(), &StoreOptions::default()) {
+        let _first = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        match Store::open(dir.path(), &StoreOptions::for_tests()) {
             Err(StoreError::Locked(_)) => {}
             Err(other) => panic!("expected Locked, got {other}"),
             Ok(_) => panic!("second open succeeded"),
@@ -215,7 +239,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writers_all_become_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
         let mut tasks = Vec::new();
         for i in 0..64u32 {
             let s = store.clone();
@@ -242,7 +266,7 @@ mod tests {
     async fn acknowledged_writes_wait_for_a_commit_round() {
         use crate::domain::*;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
         let now = Timestamp::now();
         let app = Application {
             id: AppId::generate(),

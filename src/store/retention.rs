@@ -96,7 +96,7 @@ mod tests {
     #[tokio::test]
     async fn old_messages_go_with_their_records_and_new_ones_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
         let app = AppId::generate();
         let ep = EndpointId::generate();
         let now = Timestamp::now();

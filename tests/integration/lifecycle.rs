@@ -351,3 +351,88 @@ async fn each_request_is_logged_without_secrets() {
         assert!(!logs.contains(secret), "{secret} reached the log:\n{logs}");
     }
 }
+
+#[tokio::test]
+async fn endpoint_secrets_are_sealed_at_rest_and_a_wrong_key_is_refused() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = *b"PLAINTEXT-SIGNING-SECRET-0123456789abcdef";
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    );
+    let mut h = Herald::launch(&Launch::new(dir.path())).unwrap();
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(ApplicationIn::new("A".into()), None)
+        .await
+        .unwrap()
+        .id;
+    let ep = svix
+        .endpoint()
+        .create(
+            app.clone(),
+            EndpointIn {
+                secret: Some(secret.clone()),
+                ..EndpointIn::new("https://example.com/x".into())
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .id;
+    let generated = svix
+        .endpoint()
+        .create(
+            app.clone(),
+            EndpointIn::new("https://example.com/y".into()),
+            None,
+        )
+        .await
+        .unwrap()
+        .id;
+    let generated_key = svix
+        .endpoint()
+        .get_secret(app.clone(), generated)
+        .await
+        .unwrap()
+        .key;
+    let generated_raw = base64::engine::general_purpose::STANDARD
+        .decode(&generated_key[6..])
+        .unwrap();
+    assert!(h.terminate().success());
+
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("store-v1")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            stored.extend(std::fs::read(p).unwrap());
+        }
+    }
+    assert!(stored.len() > 1000);
+    let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(&raw), "a secret is stored in clear");
+    assert!(
+        !contains(&generated_raw),
+        "a generated secret is stored in clear"
+    );
+    assert!(!contains(secret[6..].as_bytes()));
+
+    let wrong = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+    let launch = Launch {
+        env: vec![("HERALD_MAIN_KEY", wrong)],
+        ..Launch::new(dir.path())
+    };
+    let err = Herald::launch(&launch)
+        .err()
+        .expect("a wrong main key must be refused");
+    assert!(err.contains("main key"), "{err}");
+
+    let h = Herald::launch(&Launch::new(dir.path())).unwrap();
+    assert_eq!(
+        h.svix().endpoint().get_secret(app, ep).await.unwrap().key,
+        secret,
+        "the right key opens it"
+    );
+}
