@@ -417,7 +417,7 @@ async fn endpoint_secrets_are_sealed_at_rest_and_a_wrong_key_is_refused() {
         !contains(&generated_raw),
         "a generated secret is stored in clear"
     );
-    assert!(!contains(secret[6..].as_bytes()));
+    assert!(!contains(&secret.as_bytes()[6..]));
 
     let wrong = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
     let launch = Launch {
