@@ -31,6 +31,23 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Run a local test receiver that prints each delivery and whether its signature verifies.
     Listen(ListenArgs),
+    /// Have the running server write a consistent copy of its store to DEST (on its machine).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A new directory to write the copy to; start Herald on it (with the same main key) to restore.
+    pub dest: PathBuf,
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An API token [default: $HERALD_TOKEN, else $HERALD_ADMIN_TOKEN].
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Also trust this CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

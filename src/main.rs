@@ -88,6 +88,38 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => anyhow::bail!("unhealthy: {e}"),
             }
         }
+        Command::Backup(args) => {
+            let token = args
+                .token
+                .or_else(|| std::env::var("HERALD_TOKEN").ok())
+                .or_else(|| std::env::var("HERALD_ADMIN_TOKEN").ok())
+                .context("no token: pass --token or set HERALD_TOKEN")?;
+            let dest = std::path::absolute(&args.dest).context("resolving DEST")?;
+            let ca = args
+                .ca
+                .as_ref()
+                .map(std::fs::read)
+                .transpose()
+                .context("reading --ca")?;
+            let body = serde_json::json!({ "destination": dest }).to_string();
+            let url = format!("{}/api/v1/admin/backup", args.url.trim_end_matches('/'));
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let timeout = std::time::Duration::from_secs(3600);
+            let (status, text) = runtime()?
+                .block_on(herald::delivery::post_json(
+                    &url,
+                    &token,
+                    body,
+                    timeout,
+                    ca.as_deref(),
+                ))
+                .map_err(|e| anyhow::anyhow!("backup request failed: {e}"))?;
+            if !(200..300).contains(&status) {
+                anyhow::bail!("backup refused ({status}): {text}");
+            }
+            println!("{text}");
+            Ok(())
+        }
         Command::Listen(args) => {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
             runtime()?.block_on(ops::listen(addr, &args.secret, args.status))?;

@@ -2,6 +2,7 @@
 //! returns `Result<Response, ApiError>`; errors become JSON in one place (`error`). Only this module
 //! knows warp.
 
+mod admin;
 mod apps;
 mod attempts;
 pub mod auth;
@@ -58,6 +59,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
             .or(messages::routes(state.clone()))
             .unify()
             .or(attempts::routes(state.clone()))
+            .unify()
+            .or(admin::routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))

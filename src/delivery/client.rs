@@ -166,6 +166,34 @@ pub async fn probe(url: &str, timeout: Duration, ca: Option<&[u8]>) -> Result<u1
     }
 }
 
+/// One POST of JSON with a bearer token, for operator commands: the status and body.
+pub async fn post_json(
+    url: &str,
+    token: &str,
+    body: String,
+    timeout: Duration,
+    ca: Option<&[u8]>,
+) -> Result<(u16, String), String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| format!("bad CA file: {e}"))?;
+        b = b.add_root_certificate(cert);
+    }
+    let client = b.build().map_err(|e| error_chain(&e))?;
+    let resp = client
+        .post(url)
+        .bearer_auth(token)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await.unwrap_or_default()))
+}
+
 /// Build a header map, skipping what is not valid HTTP (validated at input, so rare).
 pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
     let mut map = HeaderMap::new();

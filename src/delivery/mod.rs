@@ -17,7 +17,7 @@ use crate::domain::{AppId, EndpointId};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-pub use client::{probe, ClientError};
+pub use client::{post_json, probe, ClientError};
 
 /// Delivery settings (from `[delivery]` in the configuration).
 #[derive(Debug, Clone)]

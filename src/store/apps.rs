@@ -12,6 +12,7 @@ const UID_TAKEN: &str = "an application with this uid already exists";
 impl Store {
     /// Store a new application; `Conflict` when its uid is taken.
     pub async fn create_app(&self, app: &Application) -> Result<(), StoreError> {
+        let gate = self.write_gate();
         let i = &self.inner;
         let value = encode(app)?;
         let key = keys::app(&app.id);
@@ -30,7 +31,10 @@ impl Store {
                 UID_TAKEN,
             )
         })?;
-        self.durable().await
+        {
+            drop(gate);
+            self.durable().await
+        }
     }
 
     /// The application with this id, or else with this uid.
@@ -61,6 +65,7 @@ impl Store {
         id: &AppId,
         change: impl Fn(&mut Application),
     ) -> Result<Application, StoreError> {
+        let gate = self.write_gate();
         let i = &self.inner;
         let key = keys::app(id);
         let updated = (&i.apps, &i.app_uid).transaction(|(apps, uids)| {
@@ -83,12 +88,16 @@ impl Store {
             )?;
             Ok(new)
         })?;
-        self.durable().await?;
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(updated)
     }
 
     /// Remove an application with its endpoints. Returns false if it did not exist.
     pub async fn delete_app(&self, id: &AppId) -> Result<bool, StoreError> {
+        let gate = self.write_gate();
         let i = &self.inner;
         let key = keys::app(id);
         let prefix = keys::endpoints_of(id);
@@ -118,7 +127,10 @@ impl Store {
                 Ok(true)
             },
         )?;
-        self.durable().await?;
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(existed)
     }
 }

@@ -105,6 +105,7 @@ impl Store {
 
     /// Record a finished try: attempt, destination, then the task removed or moved. Not awaited.
     pub fn finish_try(&self, rec: &TryRecord) -> Result<(), StoreError> {
+        let _gate = self.write_gate();
         let i = &self.inner;
         let a = &rec.attempt;
         i.attempts
@@ -133,6 +134,7 @@ impl Store {
         ep: &crate::domain::Endpoint,
         dest: &Destination,
     ) -> Result<(), StoreError> {
+        let _gate = self.write_gate();
         self.inner.destinations.insert(
             keys::destination(&ep.app_id, &ep.id, &msg.id),
             encode(dest)?,
@@ -143,6 +145,7 @@ impl Store {
 
     /// Drop a task whose message or endpoint is gone.
     pub fn drop_task(&self, key: &[u8]) -> Result<(), StoreError> {
+        let _gate = self.write_gate();
         self.inner.queue.remove(key)?;
         Ok(())
     }
@@ -154,6 +157,7 @@ impl Store {
         ep: &EndpointId,
         msgs: &[MessageId],
     ) -> Result<(), StoreError> {
+        let gate = self.write_gate();
         let now = Timestamp::now();
         let mut batch = sled::Batch::default();
         for m in msgs {
@@ -168,7 +172,10 @@ impl Store {
             );
         }
         self.inner.queue.apply_batch(batch)?;
-        self.durable().await
+        {
+            drop(gate);
+            self.durable().await
+        }
     }
 
     /// Move up to `limit` of an endpoint's tasks waiting past `now_ms` to `now_ms` (fast
@@ -181,6 +188,7 @@ impl Store {
         skip: &HashSet<Vec<u8>>,
         limit: usize,
     ) -> Result<usize, StoreError> {
+        let _gate = self.write_gate();
         let q = &self.inner.queue;
         let start = keys::queue(app, ep, now_ms.saturating_add(1), 0);
         let end = prefix_end(&keys::queue_of(app, ep)).unwrap_or_default();
@@ -375,6 +383,7 @@ impl Store {
         ep: &EndpointId,
         health: &EndpointHealth,
     ) -> Result<(), StoreError> {
+        let _gate = self.write_gate();
         self.inner
             .endpoint_health
             .insert(keys::endpoint(app, ep), encode(health)?)?;

@@ -38,6 +38,7 @@ impl Store {
 
     /// Store a new endpoint; `Conflict` when its uid is taken in the application.
     pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
+        let gate = self.write_gate();
         let i = &self.inner;
         let key = keys::endpoint(&ep.app_id, &ep.id);
         let value = self.seal_endpoint(ep)?;
@@ -58,7 +59,10 @@ impl Store {
                 UID_TAKEN,
             )
         })?;
-        self.durable().await
+        {
+            drop(gate);
+            self.durable().await
+        }
     }
 
     /// The endpoint of `app` with this id, or else with this uid.
@@ -125,6 +129,7 @@ impl Store {
         id: &EndpointId,
         change: impl Fn(&mut Endpoint),
     ) -> Result<Endpoint, StoreError> {
+        let gate = self.write_gate();
         let i = &self.inner;
         let key = keys::endpoint(app, id);
         let updated = (&i.endpoints, &i.endpoint_uid).transaction(|(eps, uids)| {
@@ -147,12 +152,16 @@ impl Store {
             )?;
             Ok(new)
         })?;
-        self.durable().await?;
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(updated)
     }
 
     /// Remove an endpoint. Returns false if it did not exist.
     pub async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool, StoreError> {
+        let gate = self.write_gate();
         let i = &self.inner;
         let key = keys::endpoint(app, id);
         let existed = (&i.endpoints, &i.endpoint_uid).transaction(|(eps, uids)| {
@@ -165,7 +174,10 @@ impl Store {
             }
             Ok(true)
         })?;
-        self.durable().await?;
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(existed)
     }
 }

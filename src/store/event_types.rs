@@ -10,6 +10,7 @@ use crate::domain::EventType;
 impl Store {
     /// Store a new event type; `Conflict` when the name exists.
     pub async fn create_event_type(&self, et: &EventType) -> Result<(), StoreError> {
+        let gate = self.write_gate();
         let value = encode(et)?;
         let key = keys::event_type(&et.name);
         let created =
@@ -21,7 +22,10 @@ impl Store {
                 "an event type with this name already exists".into(),
             ));
         }
-        self.durable().await
+        {
+            drop(gate);
+            self.durable().await
+        }
     }
 
     pub fn get_event_type(&self, name: &str) -> Result<Option<EventType>, StoreError> {
@@ -48,6 +52,7 @@ impl Store {
         name: &str,
         change: impl Fn(Option<EventType>) -> Result<EventType, StoreError>,
     ) -> Result<(EventType, bool), StoreError> {
+        let gate = self.write_gate();
         let key = keys::event_type(name);
         let tree = &self.inner.event_types;
         let result = (tree,).transaction(|(t,)| {
@@ -60,18 +65,25 @@ impl Store {
             t.insert(key.as_slice(), encode(&new).or_else(abort)?)?;
             Ok((new, created))
         })?;
-        self.durable().await?;
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(result)
     }
 
     /// Remove an event type for good. Returns false if it did not exist.
     pub async fn expunge_event_type(&self, name: &str) -> Result<bool, StoreError> {
+        let gate = self.write_gate();
         let existed = self
             .inner
             .event_types
             .remove(keys::event_type(name))?
             .is_some();
-        self.durable().await?;
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(existed)
     }
 }

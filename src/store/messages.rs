@@ -44,6 +44,7 @@ impl Store {
         msg: &Message,
         idempotency: Option<(&[u8; 32], &StoredResponse)>,
     ) -> Result<CreateOutcome, StoreError> {
+        let gate = self.write_gate();
         let i = &self.inner;
         let msg_key = keys::message(&msg.app_id, &msg.id);
         let msg_value = encode(msg)?;
@@ -97,7 +98,10 @@ impl Store {
             },
         )?;
         if matches!(outcome, CreateOutcome::Created) {
-            self.durable().await?;
+            {
+                drop(gate);
+                self.durable().await
+            }?;
         }
         Ok(outcome)
     }
@@ -141,6 +145,7 @@ impl Store {
 
     /// Drop idempotency records past their expiry (a periodic sweep). Returns how many went.
     pub fn purge_expired_idempotency(&self) -> Result<usize, StoreError> {
+        let _gate = self.write_gate();
         let now = Timestamp::now();
         let mut n = 0;
         for r in self.inner.idempotency.iter() {

@@ -87,6 +87,7 @@ impl StoreOptions {
 }
 
 const META_MAIN_KEY_CHECK: &[u8] = b"main_key_check";
+const META_SEQ_OFFSET: &[u8] = b"seq_offset";
 
 #[derive(Clone)]
 pub struct Store {
@@ -102,6 +103,11 @@ struct Inner {
     endpoint_uid: sled::Tree,
     tokens: sled::Tree,
     sealer: seal::Sealer,
+    /// Writers hold it shared; a backup holds it alone, so it copies one consistent state.
+    gate: std::sync::RwLock<()>,
+    /// Added to sled's id counter: a store restored from a backup hands out numbers above the
+    /// ones its queue keys already use.
+    seq_offset: u64,
     messages: sled::Tree,
     msg_event_id: sled::Tree,
     idempotency: sled::Tree,
@@ -141,8 +147,18 @@ impl Store {
                 meta.insert(META_MAIN_KEY_CHECK, sealer.check_value()?)?;
             }
         }
+        let seq_offset = match meta.get(META_SEQ_OFFSET)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Codec("bad sequence offset".into()))?,
+            ),
+            None => 0,
+        };
         let inner = Inner {
             sealer,
+            gate: std::sync::RwLock::new(()),
+            seq_offset,
             apps: tree(keys::TREE_APPS)?,
             app_uid: tree(keys::TREE_APP_UID)?,
             event_types: tree(keys::TREE_EVENT_TYPES)?,
@@ -184,7 +200,48 @@ impl Store {
 
     /// A number never handed out before (persisted by sled), for unique queue keys.
     pub fn next_seq(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.generate_id()?)
+        Ok(self
+            .inner
+            .db
+            .generate_id()?
+            .saturating_add(self.inner.seq_offset))
+    }
+
+    /// Shared hold on the write gate, for the sync part of every write (never across an await).
+    fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.inner.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copy the whole store into a new store under `dest` (which must not exist): writes pause
+    /// meanwhile, so the copy is one consistent state; it is flushed and fsync'd before return.
+    /// Returns the number of records copied.
+    pub fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
+        let _exclusive = self.inner.gate.write().unwrap_or_else(|e| e.into_inner());
+        let path = dest.join(FORMAT_DIR);
+        let target = sled::Config::new().path(&path).create_new(true).open()?;
+        let mut records = 0;
+        for name in self.inner.db.tree_names() {
+            let (from, to) = (self.inner.db.open_tree(&name)?, target.open_tree(&name)?);
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in from.iter() {
+                let (k, v) = kv?;
+                batch.insert(k, v);
+                n += 1;
+                if n % 4096 == 0 {
+                    to.apply_batch(std::mem::take(&mut batch))?;
+                }
+            }
+            to.apply_batch(batch)?;
+            records += n;
+        }
+        let floor = self.next_seq()?.saturating_add(1);
+        target
+            .open_tree(keys::TREE_META)?
+            .insert(META_SEQ_OFFSET, &floor.to_be_bytes())?;
+        target.flush()?;
+        File::open(path.join("db"))?.sync_all()?;
+        Ok(records)
     }
 
     /// Bytes sled uses on disk.

@@ -11,6 +11,7 @@ use crate::domain::{AppId, Attempt, EndpointId, Message, Timestamp};
 impl Store {
     /// Remove every message created before `cutoff`, with its records. Returns how many went.
     pub fn purge_messages_before(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let _gate = self.write_gate();
         let mut removed = 0;
         for app in self.distinct_prefixes(&self.inner.messages, b"")? {
             let Ok(app) = AppId::from_ksuid(&app) else {

@@ -6,10 +6,14 @@ use crate::domain::ApiToken;
 
 impl Store {
     pub async fn add_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+        let gate = self.write_gate();
         self.inner
             .tokens
             .insert(keys::token(&token.hash), encode(token)?)?;
-        self.durable().await
+        {
+            drop(gate);
+            self.durable().await
+        }
     }
 
     pub fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
@@ -18,13 +22,17 @@ impl Store {
 
     /// Remove every token with this name; returns how many were removed.
     pub async fn revoke_token(&self, name: &str) -> Result<usize, StoreError> {
+        let gate = self.write_gate();
         let mut removed = 0;
         for t in self.tokens()? {
             if t.name == name && self.inner.tokens.remove(keys::token(&t.hash))?.is_some() {
                 removed += 1;
             }
         }
-        self.durable().await?;
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(removed)
     }
 }

@@ -200,3 +200,116 @@ async fn listen_prints_deliveries_and_checks_their_signatures() {
         "{lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_restores() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut h = Herald::launch(&Launch::new(&data)).unwrap();
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(
+            ApplicationIn {
+                uid: Some("shop".into()),
+                ..ApplicationIn::new("Shop".into())
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .id;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (svix, app, stop, acked) = (h.svix(), app.clone(), stop.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 5000 {
+                let m = MessageIn::new("load.test".into(), serde_json::json!({"w": w, "i": i}));
+                let id = svix
+                    .message()
+                    .create(app.clone(), m, None)
+                    .await
+                    .unwrap()
+                    .id;
+                acked.lock().unwrap().push((id, std::time::Instant::now()));
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backup_dir = dir.path().join("backup");
+    let started = std::time::Instant::now();
+    let (url, dest) = (h.url.clone(), backup_dir.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "backup",
+                dest.to_str().unwrap(),
+                "--url",
+                &url,
+                "--token",
+                crate::support::TOKEN,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("records"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(h.terminate().success());
+    let before: Vec<String> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, t)| *t < started)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(
+        before.len() > 20,
+        "load ran before the backup: {}",
+        before.len()
+    );
+
+    let key = std::fs::read_to_string(data.join("main.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let restored = Launch {
+        env: vec![("HERALD_MAIN_KEY", key)],
+        ..Launch::new(&backup_dir)
+    };
+    let r = Herald::launch(&restored).unwrap();
+    let svix = r.svix();
+    assert_eq!(svix.application().get("shop".into()).await.unwrap().id, app);
+    for id in &before {
+        svix.message()
+            .get(app.clone(), id.clone(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{id} missing from the backup: {e:?}"));
+    }
+    // The restored server takes new writes.
+    svix.message()
+        .create(
+            app,
+            MessageIn::new("after.restore".into(), serde_json::json!({})),
+            None,
+        )
+        .await
+        .unwrap();
+}

@@ -57,6 +57,7 @@ const ROUTES: &[(&str, &str)] = &[
         "post",
         "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
     ),
+    ("post", "/api/v1/admin/backup"),
 ];
 
 #[tokio::test]
