@@ -313,3 +313,40 @@ async fn a_backup_taken_under_load_restores() {
         .await
         .unwrap();
 }
+
+#[test]
+fn print_config_shows_the_merged_result_and_json_logs_are_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("print-config")
+        .env("HERALD_DELIVERY__RETRY_SCHEDULE", "1,2,3")
+        .env("HERALD_SERVER__LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:9999\""), "{text}");
+    assert!(text.contains("retry_schedule = ["), "{text}");
+    // What it prints is a valid configuration file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("printed.toml");
+    std::fs::write(&file, &text).unwrap();
+    let check = herald(&["check-config", "--config", file.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let launch = Launch {
+        args: vec!["--log-format", "json"],
+        ..Launch::new(dir.path())
+    };
+    let h = Herald::launch(&launch).unwrap();
+    let logs = h.logs();
+    let line = logs.lines().find(|l| l.contains("listening on")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert!(v["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("listening on http://"));
+}

@@ -215,3 +215,24 @@ async fn a_self_signed_certificate_is_made_once_and_its_fingerprint_printed() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_certificate_is_swapped_when_its_files_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.issue(dir.path());
+    let h = Herald::launch(&tls_launch(dir.path())).unwrap();
+    // Let the watcher take its first look, then replace the files (no signal).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = ca.issue(dir.path());
+    eventually(
+        "the changed files served",
+        Duration::from_secs(20),
+        || async {
+            let r = ca.client(true).get(h.api("/health")).send().await.ok()?;
+            (peer_cert(&r) == second).then_some(())
+        },
+    )
+    .await;
+    assert!(h.logs().contains("file change"), "{}", h.logs());
+}
