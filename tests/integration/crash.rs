@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use svix::models::{ApplicationIn, EndpointIn, MessageIn};
+use svix::models::{EndpointIn, MessageIn};
 
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{fast_delivery_env, Herald, Launch};
+use crate::support::{app_with_endpoint, fast_delivery_env, Herald, Launch};
 
 #[tokio::test]
 async fn every_accepted_message_arrives_after_sigkill() {
@@ -26,17 +26,7 @@ async fn every_accepted_message_arrives_after_sigkill() {
     let rx = Receiver::start(Answer::Status(503)).await;
 
     let mut h = Herald::launch(&launch).unwrap();
-    let svix = h.svix();
-    let app = svix
-        .application()
-        .create(ApplicationIn::new("A".into()), None)
-        .await
-        .unwrap()
-        .id;
-    svix.endpoint()
-        .create(app.clone(), EndpointIn::new(rx.url.clone()), None)
-        .await
-        .unwrap();
+    let (app, _, _) = app_with_endpoint(&h, &rx.url, EndpointIn::new(String::new())).await;
 
     let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();

@@ -10,37 +10,11 @@ use svix::api::MessageCreateOptions;
 use svix::models::{ApplicationIn, EndpointIn, EndpointSecretRotateIn, MessageIn, MessageStatus};
 
 use crate::support::receiver::{eventually, Answer, Receiver};
-use crate::support::{attempts, bearer, fast_delivery_env, http, sdk_status, Herald};
+use crate::support::{
+    app_with_endpoint, attempts, bearer, fast_delivery_env, http, sdk_status, Herald,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn app_with_endpoint(h: &Herald, url: &str, input: EndpointIn) -> (String, String, String) {
-    let svix = h.svix();
-    let app = svix
-        .application()
-        .create(ApplicationIn::new("A".into()), None)
-        .await
-        .unwrap();
-    let ep = svix
-        .endpoint()
-        .create(
-            app.id.clone(),
-            EndpointIn {
-                url: url.to_string(),
-                ..input
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    let secret = svix
-        .endpoint()
-        .get_secret(app.id.clone(), ep.id.clone())
-        .await
-        .unwrap()
-        .key;
-    (app.id, ep.id, secret)
-}
 
 fn msg(event_type: &str, payload: Value) -> MessageIn {
     MessageIn::new(event_type.to_string(), payload)

@@ -7,7 +7,7 @@ use serde_json::json;
 use svix::models::{ApplicationIn, EndpointIn, MessageIn, MessageStatus, RecoverIn};
 
 use crate::support::receiver::{eventually, Answer, Receiver};
-use crate::support::{attempts, fast_delivery_env, get_json, Herald};
+use crate::support::{app_with_endpoint, attempts, fast_delivery_env, get_json, Herald};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -21,19 +21,7 @@ fn env(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
 }
 
 async fn setup(h: &Herald, url: &str) -> (String, String) {
-    let svix = h.svix();
-    let app = svix
-        .application()
-        .create(ApplicationIn::new("A".into()), None)
-        .await
-        .unwrap()
-        .id;
-    let ep = svix
-        .endpoint()
-        .create(app.clone(), EndpointIn::new(url.to_string()), None)
-        .await
-        .unwrap()
-        .id;
+    let (app, ep, _) = app_with_endpoint(h, url, EndpointIn::new(String::new())).await;
     (app, ep)
 }
 

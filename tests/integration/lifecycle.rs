@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use svix::models::{ApplicationIn, EndpointIn, EventTypeIn};
 
-use crate::support::{command, Herald, Launch};
+use crate::support::{app_with_endpoint, command, Herald, Launch};
 
 #[tokio::test]
 async fn everything_survives_a_graceful_restart() {
@@ -284,16 +284,7 @@ async fn sigterm_lets_a_running_delivery_finish_and_exits_0() {
         "systemd hears READY once Herald listens"
     );
     let svix = h.svix();
-    let app = svix
-        .application()
-        .create(ApplicationIn::new("A".into()), None)
-        .await
-        .unwrap()
-        .id;
-    svix.endpoint()
-        .create(app.clone(), EndpointIn::new(rx.url.clone()), None)
-        .await
-        .unwrap();
+    let (app, _, _) = app_with_endpoint(&h, &rx.url, EndpointIn::new(String::new())).await;
     let id = svix
         .message()
         .create(

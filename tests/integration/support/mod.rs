@@ -7,6 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use svix::api::{Svix, SvixOptions};
+use svix::models::{ApplicationIn, EndpointIn};
 
 pub mod receiver;
 
@@ -102,11 +103,14 @@ impl Herald {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("listening on http") {
-                    let url = line[i + "listening on ".len()..].trim().to_string();
+                let url = line
+                    .find("listening on http")
+                    .map(|i| line[i + "listening on ".len()..].trim().to_string());
+                // Record the line before announcing the start, so `logs()` already holds it.
+                sink.lock().unwrap().push(line);
+                if let Some(url) = url {
                     let _ = tx.send(url);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -228,6 +232,40 @@ pub async fn attempts(
         },
     )
     .await
+}
+
+/// An application with one endpoint at `url` (other fields from `input`): app id, endpoint id,
+/// signing secret.
+pub async fn app_with_endpoint(
+    h: &Herald,
+    url: &str,
+    input: EndpointIn,
+) -> (String, String, String) {
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(ApplicationIn::new("A".into()), None)
+        .await
+        .unwrap();
+    let ep = svix
+        .endpoint()
+        .create(
+            app.id.clone(),
+            EndpointIn {
+                url: url.to_string(),
+                ..input
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let secret = svix
+        .endpoint()
+        .get_secret(app.id.clone(), ep.id.clone())
+        .await
+        .unwrap()
+        .key;
+    (app.id, ep.id, secret)
 }
 
 /// The HTTP status of an SDK error.
