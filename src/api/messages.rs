@@ -138,10 +138,11 @@ fn idempotency_key(auth: Option<&str>, path: &str, key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn replay(r: StoredResponse) -> Response {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::ACCEPTED);
+/// A JSON body already serialised (the answer kept for an idempotency key is the same bytes).
+fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
     warp::reply::with_status(
-        warp::reply::with_header(r.body, "content-type", "application/json"),
+        warp::reply::with_header(body, "content-type", "application/json"),
         status,
     )
     .into_response()
@@ -172,7 +173,7 @@ async fn create(
     };
     if let Some(k) = &idem {
         if let Some(r) = s.store.idempotent_response(k)? {
-            return Ok(replay(r));
+            return Ok(json_bytes(r.status, r.body));
         }
     }
     let app = find_app(&s, &app.0)?;
@@ -212,15 +213,11 @@ async fn create(
         .create_message(&msg, stored.as_ref().map(|(k, r)| (k, r)))
         .await?
     {
-        CreateOutcome::Replayed(r) => Ok(replay(r)),
+        CreateOutcome::Replayed(r) => Ok(json_bytes(r.status, r.body)),
         CreateOutcome::Created => {
             s.metrics.message_accepted();
             s.delivery.enqueued(&app.id, &msg.destinations);
-            Ok(replay(StoredResponse {
-                status: 202,
-                body: out,
-                expires_at: now,
-            }))
+            Ok(json_bytes(202, out))
         }
     }
 }

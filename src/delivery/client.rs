@@ -149,9 +149,8 @@ impl Client {
     }
 }
 
-/// One GET, for `herald healthcheck`: the status code, or why there was none. `ca` (PEM) is
-/// trusted besides the system's roots.
-pub async fn probe(url: &str, timeout: Duration, ca: Option<&[u8]>) -> Result<u16, String> {
+/// A client for operator commands: no redirects, `ca` (PEM) trusted besides the system's roots.
+fn operator_client(timeout: Duration, ca: Option<&[u8]>) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none());
@@ -159,11 +158,14 @@ pub async fn probe(url: &str, timeout: Duration, ca: Option<&[u8]>) -> Result<u1
         let cert = reqwest::Certificate::from_pem(pem).map_err(|e| format!("bad CA file: {e}"))?;
         b = b.add_root_certificate(cert);
     }
-    let client = b.build().map_err(|e| error_chain(&e))?;
-    match client.get(url).send().await {
-        Ok(r) => Ok(r.status().as_u16()),
-        Err(e) => Err(error_chain(&e)),
-    }
+    b.build().map_err(|e| error_chain(&e))
+}
+
+/// One GET, for `herald healthcheck`: the status code, or why there was none.
+pub async fn probe(url: &str, timeout: Duration, ca: Option<&[u8]>) -> Result<u16, String> {
+    let resp = operator_client(timeout, ca)?.get(url).send().await;
+    resp.map(|r| r.status().as_u16())
+        .map_err(|e| error_chain(&e))
 }
 
 /// One POST of JSON with a bearer token, for operator commands: the status and body.
@@ -174,15 +176,7 @@ pub async fn post_json(
     timeout: Duration,
     ca: Option<&[u8]>,
 ) -> Result<(u16, String), String> {
-    let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = ca {
-        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| format!("bad CA file: {e}"))?;
-        b = b.add_root_certificate(cert);
-    }
-    let client = b.build().map_err(|e| error_chain(&e))?;
-    let resp = client
+    let resp = operator_client(timeout, ca)?
         .post(url)
         .bearer_auth(token)
         .header(CONTENT_TYPE, "application/json")
