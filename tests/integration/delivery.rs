@@ -570,3 +570,102 @@ async fn redirects_are_failures_and_response_bodies_are_capped() {
     );
     assert_eq!(attempts.data[0].status, MessageStatus::Success);
 }
+
+#[tokio::test]
+async fn messages_list_newest_first_with_filters_and_pages() {
+    use svix::api::MessageListOptions;
+    let h = Herald::start();
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(ApplicationIn::new("A".into()), None)
+        .await
+        .unwrap()
+        .id;
+    let mut made = Vec::new();
+    for (i, (t, ch)) in [
+        ("a.one", "eu"),
+        ("a.two", "us"),
+        ("a.one", "us"),
+        ("a.three", "eu"),
+        ("a.two", "eu"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let m = MessageIn {
+            channels: Some([ch.to_string()].into()),
+            ..msg(t, json!({"i": i}))
+        };
+        made.push(svix.message().create(app.clone(), m, None).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ids = |l: &svix::models::ListResponseMessageOut| {
+        l.data.iter().map(|m| m.id.clone()).collect::<Vec<_>>()
+    };
+    let id = |i: usize| made[i].id.clone();
+    let list = |o: MessageListOptions| {
+        let svix = h.svix();
+        let app = app.clone();
+        async move { svix.message().list(app, Some(o)).await.unwrap() }
+    };
+
+    let all = list(MessageListOptions::default()).await;
+    assert_eq!(
+        ids(&all),
+        [id(4), id(3), id(2), id(1), id(0)],
+        "newest first"
+    );
+    let types = list(MessageListOptions {
+        event_types: Some(["a.one".to_string(), "a.three".to_string()].into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&types), [id(3), id(2), id(0)]);
+    let eu = list(MessageListOptions {
+        channel: Some("eu".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&eu), [id(4), id(3), id(0)]);
+    let before = list(MessageListOptions {
+        before: Some(made[2].timestamp),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&before), [id(1), id(0)]);
+    let after = list(MessageListOptions {
+        after: Some(made[2].timestamp),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&after), [id(4), id(3)]);
+
+    let first = list(MessageListOptions {
+        limit: Some(2),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((ids(&first), first.done), (vec![id(4), id(3)], false));
+    let second = list(MessageListOptions {
+        limit: Some(2),
+        iterator: first.iterator.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&second), [id(2), id(1)]);
+    let third = list(MessageListOptions {
+        limit: Some(2),
+        iterator: second.iterator.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((ids(&third), third.done), (vec![id(0)], true));
+    let content = list(MessageListOptions {
+        with_content: Some(true),
+        limit: Some(1),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(content.data[0].payload, json!({"i": 4}));
+}
