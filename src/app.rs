@@ -73,6 +73,7 @@ pub async fn run(
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let delivery = Delivery::start(store.clone(), config.delivery(), metrics.clone())?;
     let sweeper = tokio::spawn(sweep(store.clone(), config.store.retention_days));
+    let ticker = tokio::spawn(tick_minutes(metrics.clone()));
 
     let state = Arc::new(ApiState {
         auth: Auth::load(&store)?,
@@ -106,6 +107,7 @@ pub async fn run(
         tracing::warn!("deliveries still running at the end of the grace period will be retried");
     }
     sweeper.abort();
+    ticker.abort();
     store.close()?;
     Ok(())
 }
@@ -132,6 +134,15 @@ fn load_tls(config: &Config) -> Result<Option<Arc<crate::tls::Reloadable>>, AppE
         );
     }
     Ok(Some(cert))
+}
+
+/// Mark minute boundaries in the dashboard's per-minute counts, also when nobody is looking.
+async fn tick_minutes(metrics: Arc<crate::metrics::Metrics>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        metrics.tick(Timestamp::now().millis());
+    }
 }
 
 /// Periodic housekeeping: drop expired idempotency records, and messages past retention with

@@ -1,10 +1,13 @@
 //! Process-wide counters for `/metrics` (Prometheus text format): messages accepted, deliveries by
 //! outcome, a histogram of attempt durations. Gauges that live in the store (queue depth, oldest
 //! due task, disabled endpoints, store size) are read at scrape time by the API. Plain atomics:
-//! counting costs a few nanoseconds on the hot paths.
+//! counting costs a few nanoseconds on the hot paths. A once-a-minute snapshot of the counters
+//! keeps the last hour, per minute, for the admin dashboard (in memory: it restarts at zero).
 
+use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the attempt-duration buckets, in seconds.
@@ -37,6 +40,58 @@ pub struct Metrics {
     /// Cumulative counts per bucket, then the +Inf bucket.
     duration_buckets: [AtomicU64; 13],
     duration_micros_sum: AtomicU64,
+    /// Counter values at the start of each recent minute, oldest first.
+    minutes: Mutex<VecDeque<(i64, Counts)>>,
+    started: Started,
+}
+
+/// When the process began counting.
+#[derive(Debug)]
+struct Started(std::time::Instant);
+
+impl Default for Started {
+    fn default() -> Self {
+        Started(std::time::Instant::now())
+    }
+}
+
+/// Minutes of history kept (the current one comes on top).
+const HISTORY_MINUTES: usize = 60;
+
+/// The counters the dashboard shows, cumulative or over a span.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub accepted: u64,
+    /// Tries that succeeded.
+    pub delivered: u64,
+    /// Tries that did not (an error status, a timeout, a network error).
+    pub failed: u64,
+}
+
+impl Counts {
+    fn minus(self, earlier: Counts) -> Counts {
+        Counts {
+            accepted: self.accepted.saturating_sub(earlier.accepted),
+            delivered: self.delivered.saturating_sub(earlier.delivered),
+            failed: self.failed.saturating_sub(earlier.failed),
+        }
+    }
+
+    fn plus(self, other: Counts) -> Counts {
+        Counts {
+            accepted: self.accepted + other.accepted,
+            delivered: self.delivered + other.delivered,
+            failed: self.failed + other.failed,
+        }
+    }
+}
+
+/// The last hour: one entry per minute (start in ms since the epoch), oldest first, the current
+/// minute last; and their sum.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    pub per_minute: Vec<(i64, Counts)>,
+    pub total: Counts,
 }
 
 /// Values read from the store at scrape time.
@@ -67,6 +122,50 @@ impl Metrics {
         self.duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.duration_micros_sum
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.0.elapsed()
+    }
+
+    fn totals(&self) -> Counts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Counts {
+            accepted: load(&self.messages_accepted),
+            delivered: load(&self.deliveries[0]),
+            failed: self.deliveries[1..].iter().map(load).sum(),
+        }
+    }
+
+    /// Note the counters at the start of the minute `now_ms` falls in, once per minute. Called
+    /// every few seconds by a timer, and before each read, so a count lands in the minute it was
+    /// made in, give or take the timer's period.
+    pub fn tick(&self, now_ms: i64) {
+        let minute = now_ms.div_euclid(60_000) * 60_000;
+        let mut m = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        if m.back().is_none_or(|(at, _)| *at < minute) {
+            m.push_back((minute, self.totals()));
+            while m.len() > HISTORY_MINUTES {
+                m.pop_front();
+            }
+        }
+    }
+
+    /// Counts per minute over the last hour (since start, if that is sooner).
+    pub fn recent(&self, now_ms: i64) -> Recent {
+        self.tick(now_ms);
+        let now = self.totals();
+        let m = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        let ends = m.iter().skip(1).map(|(_, c)| *c).chain([now]);
+        let per_minute: Vec<(i64, Counts)> = m
+            .iter()
+            .zip(ends)
+            .map(|((at, start), end)| (*at, end.minus(*start)))
+            .collect();
+        let total = per_minute
+            .iter()
+            .fold(Counts::default(), |t, (_, c)| t.plus(*c));
+        Recent { per_minute, total }
     }
 
     /// The exposition text, with the store's gauges.
@@ -170,5 +269,60 @@ mod tests {
         assert!(text.contains("herald_attempt_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("herald_attempt_duration_seconds_count 3\n"));
         assert!(text.contains("herald_queue_depth 7\n"));
+    }
+
+    #[test]
+    fn the_last_hour_is_kept_per_minute() {
+        let m = Metrics::default();
+        let minute = |n: i64| 1_000_000 * 60_000 + n * 60_000;
+        m.tick(minute(0) + 5);
+        m.message_accepted();
+        m.attempt(Outcome::Success, Duration::from_millis(1));
+        m.tick(minute(1) + 1_000);
+        m.message_accepted();
+        m.message_accepted();
+        m.attempt(Outcome::Timeout, Duration::from_secs(1));
+        m.attempt(Outcome::NetworkError, Duration::from_millis(1));
+        let r = m.recent(minute(1) + 30_000);
+        assert_eq!(
+            r.per_minute,
+            vec![
+                (
+                    minute(0),
+                    Counts {
+                        accepted: 1,
+                        delivered: 1,
+                        failed: 0
+                    }
+                ),
+                (
+                    minute(1),
+                    Counts {
+                        accepted: 2,
+                        delivered: 0,
+                        failed: 2
+                    }
+                ),
+            ]
+        );
+        assert_eq!(r.total.accepted, 3);
+
+        // An hour later only the last 60 minutes count; the oldest fall away.
+        for n in 2..=70 {
+            m.tick(minute(n));
+        }
+        m.message_accepted();
+        let r = m.recent(minute(70) + 1);
+        assert_eq!(r.per_minute.len(), 60);
+        assert_eq!(r.per_minute.first().unwrap().0, minute(11));
+        assert_eq!(r.per_minute.last().unwrap().0, minute(70));
+        assert_eq!(
+            r.total,
+            Counts {
+                accepted: 1,
+                delivered: 0,
+                failed: 0
+            }
+        );
     }
 }

@@ -150,7 +150,17 @@ fn list(s: State, q: Query) -> Result<Response, ApiError> {
             .ok()
             .map(|id| id.ksuid().as_bytes().to_vec())
     })?;
-    let page = s.store.list_apps(&pq)?;
+    // Herald extension: `search`, a case-insensitive part of the name, uid or id.
+    let search = q.get("search").map(str::to_lowercase);
+    let page = s.store.list_apps(&pq, |a| {
+        search.as_deref().is_none_or(|want| {
+            a.name.to_lowercase().contains(want)
+                || a.uid
+                    .as_deref()
+                    .is_some_and(|u| u.to_lowercase().contains(want))
+                || a.id.to_string().to_lowercase().contains(want)
+        })
+    })?;
     let out = list_response(page, |a| a.id.to_string(), ApplicationOut::from);
     Ok(reply(StatusCode::OK, &out))
 }

@@ -1,6 +1,6 @@
 //! Delivery state over the API: attempts (by message, by endpoint, one), a message's destinations,
 //! resend (a manual try, not retried), recover (re-send an endpoint's failed messages in a window)
-//! and endpoint stats.
+//! endpoint stats, and endpoint health (a Herald extension, for the admin UI).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -90,6 +90,32 @@ struct RecoverOut {
     updated_at: String,
 }
 
+/// Attempts the health figures look back over: bounded, so polling stays cheap.
+const HEALTH_WINDOW: usize = 100;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthOut {
+    last_attempt: Option<LastAttemptOut>,
+    last_success_at: Option<String>,
+    failing_since: Option<String>,
+    /// `success`/`fail` over the last [`HEALTH_WINDOW`] attempts; `pending`/`sending` queued now.
+    counts: StatsOut,
+    /// Share of the last [`HEALTH_WINDOW`] attempts that succeeded; `None` before any.
+    success_rate: Option<f64>,
+    disabled: bool,
+    disabled_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastAttemptOut {
+    id: String,
+    timestamp: String,
+    status: u8,
+    response_status_code: i16,
+}
+
 #[derive(Debug, Serialize)]
 struct StatsOut {
     success: u64,
@@ -128,6 +154,10 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with(&state))
         .and(body(&state))
         .then(|a, e, s, b| async move { respond(recover(s, a, e, b).await) });
+    let health = warp::path!("app" / Seg / "endpoint" / Seg / "health")
+        .and(warp::get())
+        .and(with(&state))
+        .then(|a, e, s| async move { respond(health(s, a, e).await) });
     let stats = warp::path!("app" / Seg / "endpoint" / Seg / "stats")
         .and(warp::get())
         .and(with(&state))
@@ -145,6 +175,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(recover)
         .unify()
         .or(stats)
+        .unify()
+        .or(health)
         .unify()
         .boxed()
 }
@@ -401,6 +433,72 @@ async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
             sending,
             fail: counts[DeliveryStatus::Fail.code() as usize],
             canceled: 0,
+        },
+    ))
+}
+
+async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let ep = find_endpoint(&s, &app, &ep)?;
+    let store = s.store.clone();
+    let (a, e) = (app.id.clone(), ep.id.clone());
+    let (recent, health, queued) = tokio::task::spawn_blocking(move || {
+        let q = crate::store::PageQuery {
+            limit: HEALTH_WINDOW,
+            cursor: None,
+            descending: true,
+        };
+        Ok::<_, crate::store::StoreError>((
+            store.list_attempts_by_endpoint(&a, &e, &q, |_| true)?.items,
+            store.endpoint_health(&a, &e)?,
+            store.queued_count(&a, &e, None, None)?,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let success = recent
+        .iter()
+        .filter(|a| a.status == DeliveryStatus::Success)
+        .count() as u64;
+    let fail = recent.len() as u64 - success;
+    let sending = (s.delivery.running(&app.id, &ep.id) as u64).min(queued);
+    // The stored clock starts when a message exhausts its retries (it drives auto-disable); the
+    // current run of failed attempts may have started earlier.
+    let streak_start = recent
+        .iter()
+        .take_while(|a| a.status != DeliveryStatus::Success)
+        .last()
+        .map(|a| a.created_at);
+    let failing_since = match (health.failing_since, streak_start) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let last_success = recent
+        .iter()
+        .find(|a| a.status == DeliveryStatus::Success)
+        .map(|a| a.created_at)
+        .or(health.last_success);
+    Ok(reply(
+        StatusCode::OK,
+        &HealthOut {
+            last_attempt: recent.first().map(|a| LastAttemptOut {
+                id: a.id.to_string(),
+                timestamp: a.created_at.to_rfc3339(),
+                status: a.status.code(),
+                response_status_code: a.response_status_code,
+            }),
+            last_success_at: last_success.map(Timestamp::to_rfc3339),
+            failing_since: failing_since.map(Timestamp::to_rfc3339),
+            counts: StatsOut {
+                success,
+                pending: queued - sending,
+                sending,
+                fail,
+                canceled: 0,
+            },
+            success_rate: (!recent.is_empty()).then(|| success as f64 / recent.len() as f64),
+            disabled: ep.disabled,
+            disabled_reason: ep.disabled_reason,
         },
     ))
 }

@@ -16,7 +16,9 @@ use super::json;
 use super::pagination::{list_response, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
-use crate::domain::{token, validate, EndpointId, Message, MessageId, Timestamp, ValidationError};
+use crate::domain::{
+    token, validate, DeliveryStatus, EndpointId, Message, MessageId, Timestamp, ValidationError,
+};
 use crate::store::{CreateOutcome, StoredResponse};
 
 /// How long a repeated `idempotency-key` answers with the first response.
@@ -44,6 +46,10 @@ pub struct MessageOut {
     tags: Option<Vec<String>>,
     payload: Box<RawValue>,
     timestamp: String,
+    /// Herald extension, on reads: the overall delivery status (see `DeliveryStatus::overall`);
+    /// absent for a message that had no endpoint to go to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u8>,
 }
 
 impl MessageOut {
@@ -64,7 +70,13 @@ impl MessageOut {
             tags: m.tags.clone(),
             payload,
             timestamp: m.created_at.to_rfc3339(),
+            status: None,
         })
+    }
+
+    fn with_status(mut self, s: &State, m: &Message) -> Result<Self, ApiError> {
+        self.status = s.store.message_status(m)?.map(DeliveryStatus::code);
+        Ok(self)
     }
 }
 
@@ -117,13 +129,29 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(&state))
         .and(query())
-        .then(|app, s, q| async move { respond(list(s, app, q)) });
+        .then(|app, s, q| async move {
+            // A status filter reads each message's destinations: keep long scans off the runtime.
+            let listed = tokio::task::spawn_blocking(move || list(s, app, q)).await;
+            respond(listed.unwrap_or_else(|e| Err(ApiError::Internal(e.to_string()))))
+        });
     let get = warp::path!("app" / Seg / "msg" / Seg)
         .and(warp::get())
         .and(with(&state))
         .and(query())
         .then(|app, m, s, q| async move { respond(get(s, app, m, q)) });
-    create.or(list).unify().or(get).unify().boxed()
+    let example = warp::path!("app" / Seg / "endpoint" / Seg / "send-example")
+        .and(warp::post())
+        .and(with(&state))
+        .and(body(&state))
+        .then(|app, ep, s, b| async move { respond(send_example(s, app, ep, b).await) });
+    create
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(example)
+        .unify()
+        .boxed()
 }
 
 /// The store key of an idempotency key: per token and path, so clients cannot collide.
@@ -208,18 +236,85 @@ async fn create(
             },
         )
     });
-    match s
-        .store
-        .create_message(&msg, stored.as_ref().map(|(k, r)| (k, r)))
-        .await?
-    {
+    match accept(&s, &msg, stored.as_ref().map(|(k, r)| (k, r))).await? {
         CreateOutcome::Replayed(r) => Ok(json_bytes(r.status, r.body)),
-        CreateOutcome::Created => {
-            s.metrics.message_accepted();
-            s.delivery.enqueued(&app.id, &msg.destinations);
-            Ok(json_bytes(202, out))
-        }
+        CreateOutcome::Created => Ok(json_bytes(202, out)),
     }
+}
+
+/// Store a message (answering once it is on disk) and hand it to delivery.
+async fn accept(
+    s: &State,
+    msg: &Message,
+    idempotency: Option<(&[u8; 32], &StoredResponse)>,
+) -> Result<CreateOutcome, ApiError> {
+    let outcome = s.store.create_message(msg, idempotency).await?;
+    if matches!(outcome, CreateOutcome::Created) {
+        s.metrics.message_accepted();
+        s.delivery.enqueued(&msg.app_id, &msg.destinations);
+    }
+    Ok(outcome)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventExampleIn {
+    event_type: String,
+    #[serde(default)]
+    example_index: usize,
+}
+
+/// `POST /app/{app}/endpoint/{ep}/send-example`: a test message to one endpoint, whatever its
+/// filters. The payload is the event type's schema example when it has one, else a small
+/// marked-as-test object.
+async fn send_example(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {
+    let input: EventExampleIn = json::parse(&body)?;
+    validate::event_type_name("eventType", &input.event_type)?;
+    let app = find_app(&s, &app.0)?;
+    let ep = s
+        .store
+        .get_endpoint(&app.id, &ep.0)?
+        .ok_or(ApiError::NotFound("endpoint not found"))?;
+    let now = Timestamp::now();
+    let example = s
+        .store
+        .get_event_type(&input.event_type)?
+        .and_then(|et| schema_example(et.schemas.as_deref()?, input.example_index));
+    let payload = match example {
+        Some(p) => p,
+        None => serde_json::to_vec(&serde_json::json!({
+            "type": input.event_type,
+            "test": true,
+            "sentAt": now.to_rfc3339(),
+        }))
+        .map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
+    let msg = Message {
+        id: MessageId::generate(),
+        app_id: app.id.clone(),
+        event_type: input.event_type,
+        event_id: None,
+        channels: None,
+        tags: None,
+        payload,
+        created_at: now,
+        destinations: vec![ep.id],
+    };
+    accept(&s, &msg, None).await?;
+    Ok(reply(StatusCode::ACCEPTED, &MessageOut::new(&msg, true)?))
+}
+
+/// `examples[index]` of the newest schema version that has one, if it is a JSON object.
+fn schema_example(schemas: &str, index: usize) -> Option<Vec<u8>> {
+    let schemas: serde_json::Map<String, serde_json::Value> = serde_json::from_str(schemas).ok()?;
+    let mut versions: Vec<_> = schemas.into_iter().collect();
+    versions.sort_by_key(|(v, _)| v.parse::<u64>().unwrap_or(0));
+    versions.into_iter().rev().find_map(|(_, schema)| {
+        let ex = schema.get("examples")?.get(index)?;
+        ex.is_object()
+            .then(|| serde_json::to_vec(ex).ok())
+            .flatten()
+    })
 }
 
 fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
@@ -232,11 +327,31 @@ fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
     })?;
     let with_content = q.bool("with_content")?.unwrap_or(true);
     let filter = MessageFilter::parse(&q)?;
-    let page = s.store.list_messages(&app.id, &pq, |m| filter.keep(m))?;
+    let status = match q.get("status") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u8>()
+                .ok()
+                .and_then(DeliveryStatus::from_code)
+                .ok_or_else(|| ValidationError::new("query.status", "must be 0, 1, 2 or 3"))?,
+        ),
+    };
+    let page = s.store.list_messages(&app.id, &pq, |m| {
+        filter.keep(m)
+            && status.is_none_or(|want| {
+                let have = s.store.message_status(m).ok().flatten();
+                // Sending is a moment of pending: a filter on either finds both.
+                let norm = |d: DeliveryStatus| match d {
+                    DeliveryStatus::Sending => DeliveryStatus::Pending,
+                    d => d,
+                };
+                have.is_some_and(|h| norm(h) == norm(want))
+            })
+    })?;
     let data = page
         .items
         .iter()
-        .map(|m| MessageOut::new(m, with_content))
+        .map(|m| MessageOut::new(m, with_content)?.with_status(&s, m))
         .collect::<Result<Vec<_>, _>>()?;
     let out = list_response(
         crate::store::Page {
@@ -256,7 +371,10 @@ fn get(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> {
         .get_message(&app.id, &msg.0)?
         .ok_or(ApiError::NotFound("message not found"))?;
     let with_content = q.bool("with_content")?.unwrap_or(true);
-    Ok(reply(StatusCode::OK, &MessageOut::new(&m, with_content)?))
+    Ok(reply(
+        StatusCode::OK,
+        &MessageOut::new(&m, with_content)?.with_status(&s, &m)?,
+    ))
 }
 
 /// Message list filters: `event_types` (comma-separated), `channel`, `tag`, `before`, `after`.

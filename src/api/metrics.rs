@@ -1,7 +1,9 @@
 //! `GET /metrics`: Prometheus text, behind the same bearer tokens as the API (configure
-//! Prometheus with `authorization: {credentials: <token>}`). Store gauges are read per scrape,
-//! off the async threads; the queue count is O(queue), cached briefly.
+//! Prometheus with `authorization: {credentials: <token>}`). `GET /api/v1/admin/stats`: the same
+//! figures as JSON for the admin UI's dashboard, with the last hour per minute. Store gauges are
+//! read off the async threads; the queue count is O(queue), cached briefly.
 
+use serde::Serialize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,9 +12,10 @@ use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use super::error::ApiError;
-use super::{respond, with, State};
+use super::{reply, respond, with, State};
 use crate::domain::Timestamp;
-use crate::metrics::StoreGauges;
+use crate::metrics::{Counts, StoreGauges};
+use warp::http::StatusCode;
 
 /// Store gauges are reused for this long, so frequent scrapes do not walk a large queue each time.
 const GAUGE_CACHE: Duration = Duration::from_secs(10);
@@ -20,14 +23,95 @@ const GAUGE_CACHE: Duration = Duration::from_secs(10);
 static CACHE: Mutex<Option<(Instant, StoreGauges)>> = Mutex::new(None);
 
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    // The path first: other paths must not be answered 401 by this route.
     warp::path!("metrics")
         .and(warp::get())
+        .and(super::authenticated(state.clone()))
         .and(with(&state))
         .then(|s: State| async move { respond(scrape(s).await) })
         .boxed()
 }
 
+pub fn stats_routes(state: State) -> BoxedFilter<(Response,)> {
+    warp::path!("admin" / "stats")
+        .and(warp::get())
+        .and(with(&state))
+        .then(|s: State| async move { respond(stats(s).await) })
+        .boxed()
+}
+
 async fn scrape(s: State) -> Result<Response, ApiError> {
+    let gauges = store_gauges(&s).await?;
+    Ok(warp::reply::with_header(
+        s.metrics.render(&gauges),
+        "content-type",
+        "text/plain; version=0.0.4",
+    )
+    .into_response())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsOut {
+    uptime_seconds: u64,
+    last_hour: CountsOut,
+    per_minute: Vec<MinuteOut>,
+    queue_depth: u64,
+    oldest_due_age_seconds: f64,
+    disabled_endpoints: u64,
+    store_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct CountsOut {
+    accepted: u64,
+    delivered: u64,
+    failed: u64,
+}
+
+impl From<Counts> for CountsOut {
+    fn from(c: Counts) -> Self {
+        CountsOut {
+            accepted: c.accepted,
+            delivered: c.delivered,
+            failed: c.failed,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct MinuteOut {
+    start: String,
+    #[serde(flatten)]
+    counts: CountsOut,
+}
+
+async fn stats(s: State) -> Result<Response, ApiError> {
+    let g = store_gauges(&s).await?;
+    let recent = s.metrics.recent(Timestamp::now().millis());
+    Ok(reply(
+        StatusCode::OK,
+        &StatsOut {
+            uptime_seconds: s.metrics.uptime().as_secs(),
+            last_hour: recent.total.into(),
+            per_minute: recent
+                .per_minute
+                .into_iter()
+                .map(|(at, c)| MinuteOut {
+                    start: Timestamp(at).to_rfc3339(),
+                    counts: c.into(),
+                })
+                .collect(),
+            queue_depth: g.queue_depth,
+            oldest_due_age_seconds: g.oldest_due_age_seconds,
+            disabled_endpoints: g.disabled_endpoints,
+            store_bytes: g.store_bytes,
+        },
+    ))
+}
+
+/// The store's gauges, at most [`GAUGE_CACHE`] old.
+async fn store_gauges(s: &State) -> Result<StoreGauges, ApiError> {
     let cached = CACHE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -55,10 +139,5 @@ async fn scrape(s: State) -> Result<Response, ApiError> {
             g
         }
     };
-    Ok(warp::reply::with_header(
-        s.metrics.render(&gauges),
-        "content-type",
-        "text/plain; version=0.0.4",
-    )
-    .into_response())
+    Ok(gauges)
 }

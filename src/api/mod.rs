@@ -16,6 +16,7 @@ mod metrics;
 mod openapi;
 mod pagination;
 mod query;
+mod ui;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -61,14 +62,18 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
             .or(attempts::routes(state.clone()))
             .unify()
             .or(admin::routes(state.clone()))
+            .unify()
+            .or(metrics::stats_routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))
         .or(v1.and(openapi::routes()))
         .unify()
-        .or(authenticated(state.clone()).and(metrics::routes(state.clone())))
+        .or(metrics::routes(state.clone()))
         .unify()
         .or(protected)
+        .unify()
+        .or(ui::routes())
         .unify()
         .recover(error::handle_rejection)
         .unify()

@@ -56,6 +56,21 @@ impl DeliveryStatus {
             .into_iter()
             .find(|s| s.code() == code)
     }
+
+    /// A message's status from those of its destinations: failed if any failed (an operator should
+    /// look), else pending while any is unfinished, else success; `None` with no destinations.
+    pub fn overall(each: impl IntoIterator<Item = DeliveryStatus>) -> Option<DeliveryStatus> {
+        each.into_iter()
+            .map(|s| match s {
+                DeliveryStatus::Sending => DeliveryStatus::Pending,
+                s => s,
+            })
+            .max_by_key(|s| match s {
+                DeliveryStatus::Success => 0,
+                DeliveryStatus::Pending | DeliveryStatus::Sending => 1,
+                DeliveryStatus::Fail => 2,
+            })
+    }
 }
 
 /// What started a try: the retry schedule, or an operator (resend, recover), which is not retried.
@@ -137,6 +152,18 @@ impl Endpoint {
 mod tests {
     use super::*;
     use crate::domain::model::SigningKey;
+
+    #[test]
+    fn a_failure_outranks_pending_which_outranks_success() {
+        use DeliveryStatus::*;
+        assert_eq!(DeliveryStatus::overall([]), None);
+        assert_eq!(DeliveryStatus::overall([Success, Success]), Some(Success));
+        assert_eq!(DeliveryStatus::overall([Success, Sending]), Some(Pending));
+        assert_eq!(
+            DeliveryStatus::overall([Pending, Fail, Success]),
+            Some(Fail)
+        );
+    }
 
     fn ep(types: Option<&[&str]>, channels: Option<&[&str]>) -> Endpoint {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -54,8 +54,12 @@ impl Store {
         }
     }
 
-    pub fn list_apps(&self, q: &PageQuery) -> Result<Page<Application>, StoreError> {
-        scan(&self.inner.apps, b"", q, |_| true)
+    pub fn list_apps(
+        &self,
+        q: &PageQuery,
+        keep: impl Fn(&Application) -> bool,
+    ) -> Result<Page<Application>, StoreError> {
+        scan(&self.inner.apps, b"", q, keep)
     }
 
     /// Apply `change` to the stored application atomically; `NotFound` if it is gone, `Conflict` if

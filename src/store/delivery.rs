@@ -11,7 +11,7 @@ use super::page::{scan, scan_entries, Page, PageQuery};
 use super::{Store, StoreError};
 use crate::domain::{
     AppId, Attempt, AttemptId, DeliveryStatus, Destination, EndpointHealth, EndpointId,
-    EndpointRef, MessageId, Task, Timestamp, Trigger,
+    EndpointRef, Message, MessageId, Task, Timestamp, Trigger,
 };
 
 /// A task as it sits in the queue.
@@ -224,6 +224,19 @@ impl Store {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// A message's overall status (see [`DeliveryStatus::overall`]): a destination without a record
+    /// has had no try end yet.
+    pub fn message_status(&self, msg: &Message) -> Result<Option<DeliveryStatus>, StoreError> {
+        let mut each = Vec::with_capacity(msg.destinations.len());
+        for ep in &msg.destinations {
+            each.push(
+                self.destination(&msg.app_id, ep, &msg.id)?
+                    .map_or(DeliveryStatus::Pending, |d| d.status),
+            );
+        }
+        Ok(DeliveryStatus::overall(each))
     }
 
     /// Tasks queued for an endpoint (running ones included), for messages created in

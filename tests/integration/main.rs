@@ -14,3 +14,4 @@ mod metrics;
 mod openapi;
 mod support;
 mod tls;
+mod ui_api;

@@ -58,6 +58,12 @@ const ROUTES: &[(&str, &str)] = &[
         "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
     ),
     ("post", "/api/v1/admin/backup"),
+    ("get", "/api/v1/admin/stats"),
+    ("get", "/api/v1/app/{app_id}/endpoint/{endpoint_id}/health"),
+    (
+        "post",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
+    ),
 ];
 
 #[tokio::test]
