@@ -1,0 +1,154 @@
+// views/endpoint-form.js — owns the endpoint settings form (URL, description, event-type filter,
+// channels, custom headers, disabled) and saving it: POST or PATCH, then the headers with PUT
+// (or PATCH when hidden credential headers must be kept).
+
+import { api, seg } from '../api.js';
+import { h, busy, field, checkbox, newId, errorBox, formDialog, toast } from '../ui.js';
+
+/** Event-type names for the filter: live ones, archived ones marked. */
+export async function loadEventTypes(signal) {
+  const page = await api.get('/event-type', { limit: 250, include_archived: true }, { signal });
+  return page.data.map((t) => ({ name: t.name, archived: t.archived }));
+}
+
+function headerRow(name = '', value = '', sensitive = false) {
+  const key = h('input', { type: 'text', id: newId('hk'), class: 'hdr-name', value: name, autocomplete: 'off', spellcheck: 'false', placeholder: 'X-Example' });
+  const val = h('input', { type: 'text', id: newId('hv'), class: 'hdr-value', value, autocomplete: 'off', spellcheck: 'false',
+    placeholder: sensitive ? 'hidden; leave empty to keep' : 'value' });
+  const row = h('div', { class: 'header-row' },
+    h('label', { for: key.id, class: 'sr-only' }, 'Header key'), key,
+    h('label', { for: val.id, class: 'sr-only' }, 'Header value'), val,
+    h('button', { type: 'button', class: 'btn btn-small btn-danger-quiet', onclick: () => row.remove() }, 'Remove'));
+  row.dataset.sensitive = sensitive ? name.toLowerCase() : '';
+  return row;
+}
+
+/**
+ * The fields of an endpoint form. `endpoint` and `headers` (GET .../headers) fill it for an edit.
+ * Returns {nodes, values()}; values() gives the form's content as the API wants it.
+ */
+export function endpointFields({ endpoint = null, headers = null, eventTypes = [] }) {
+  const url = h('input', { type: 'url', name: 'url', required: true, autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'https://example.com/webhooks', value: endpoint ? endpoint.url : '' });
+  const description = h('input', { type: 'text', name: 'description', autocomplete: 'off', value: endpoint ? endpoint.description : '' });
+  const chosen = new Set(endpoint && endpoint.filterTypes ? endpoint.filterTypes : []);
+  const names = eventTypes.filter((t) => !t.archived || chosen.has(t.name));
+  for (const n of chosen) if (!names.some((t) => t.name === n)) names.push({ name: n, archived: true });
+  const boxes = names.map((t) => checkbox(t.archived ? `${t.name} (archived)` : t.name, { value: t.name, checked: chosen.has(t.name), class: 'et-box' }));
+  const legendId = newId('lg');
+  const types = h('fieldset', { class: 'fieldset', 'aria-describedby': `${legendId}-hint` },
+    h('legend', { id: legendId }, 'Events to deliver'),
+    h('p', { class: 'hint', id: `${legendId}-hint` }, 'Leave all unchecked to receive every event type.'),
+    boxes.length ? h('div', { class: 'check-grid' }, boxes) : h('p', { class: 'muted' }, 'No event types defined yet: the endpoint receives every event.'));
+  const channels = h('input', { type: 'text', name: 'channels', autocomplete: 'off', spellcheck: 'false',
+    value: endpoint && endpoint.channels ? endpoint.channels.join(', ') : '' });
+  const rows = h('div', { class: 'header-rows' });
+  if (headers) {
+    for (const [k, v] of Object.entries(headers.headers || {})) rows.appendChild(headerRow(k, v));
+    for (const k of headers.sensitive || []) rows.appendChild(headerRow(k, '', true));
+  }
+  const hdrs = h('fieldset', { class: 'fieldset' }, h('legend', null, 'Custom headers'),
+    h('p', { class: 'hint' }, 'Sent with every delivery. Credential headers (Authorization, …) are never shown again once saved.'),
+    rows, h('button', { type: 'button', class: 'btn btn-small', onclick: () => {
+      const r = headerRow();
+      rows.appendChild(r);
+      r.querySelector('input').focus();
+    } }, 'Add header'));
+  const disabled = checkbox('Disabled', { name: 'disabled', checked: Boolean(endpoint && endpoint.disabled) });
+
+  return {
+    nodes: [field('URL', url), field('Description', description), types,
+      field('Channels', channels, 'Comma separated. Empty: messages of every channel.'), hdrs, disabled],
+    values() {
+      const filter = boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
+      const chans = channels.value.split(',').map((s) => s.trim()).filter(Boolean);
+      const set = {};
+      const keep = [];
+      for (const r of rows.querySelectorAll('.header-row')) {
+        const name = r.querySelector('.hdr-name').value.trim();
+        const value = r.querySelector('.hdr-value').value;
+        if (!name) continue;
+        if (r.dataset.sensitive && r.dataset.sensitive === name.toLowerCase() && value === '') keep.push(name.toLowerCase());
+        else set[name] = value;
+      }
+      return {
+        url: url.value.trim(),
+        description: description.value,
+        filterTypes: filter.length ? filter : null,
+        channels: chans.length ? chans : null,
+        disabled: disabled.querySelector('input').checked,
+        headers: set,
+        keepSensitive: keep,
+      };
+    },
+  };
+}
+
+async function saveHeaders(base, before, v) {
+  const old = before ? before.headers || {} : {};
+  const sensitive = before ? before.sensitive || [] : [];
+  const lower = new Set(Object.keys(v.headers).map((k) => k.toLowerCase()).concat(v.keepSensitive));
+  const removed = Object.keys(old).concat(sensitive).filter((k) => !lower.has(k.toLowerCase()));
+  const changed = removed.length > 0 || Object.entries(v.headers).some(([k, val]) => old[k] !== val);
+  if (!changed) return;
+  if (v.keepSensitive.length) await api.patch(`${base}/headers`, { headers: v.headers, deleteHeaders: removed });
+  else await api.put(`${base}/headers`, { headers: v.headers });
+}
+
+/** Create (endpoint null) or update an endpoint from values(); returns the EndpointOut. */
+export async function saveEndpoint(appId, endpoint, before, v) {
+  if (!endpoint) {
+    const body = { url: v.url, description: v.description, disabled: v.disabled };
+    if (v.filterTypes) body.filterTypes = v.filterTypes;
+    if (v.channels) body.channels = v.channels;
+    if (Object.keys(v.headers).length) body.headers = v.headers;
+    return api.post(`/app/${seg(appId)}/endpoint`, body);
+  }
+  const base = `/app/${seg(appId)}/endpoint/${seg(endpoint.id)}`;
+  const ep = await api.patch(base, { url: v.url, description: v.description, filterTypes: v.filterTypes, channels: v.channels, disabled: v.disabled });
+  try {
+    await saveHeaders(base, before, v);
+  } catch (e) {
+    e.message = `Settings saved, but not the headers: ${e.message}`;
+    throw e;
+  }
+  return ep;
+}
+
+/** The "Create endpoint" dialog; `done(ep)` runs after it is created. */
+export function createEndpointDialog(appId, eventTypes, done) {
+  const f = endpointFields({ eventTypes });
+  formDialog({
+    title: 'Create endpoint',
+    wide: true,
+    body: f.nodes,
+    async onSubmit() {
+      const ep = await saveEndpoint(appId, null, null, f.values());
+      toast('Endpoint created.');
+      done(ep);
+    },
+  });
+}
+
+/** The settings form shown inline on an endpoint's page, with its own Save button and errors. */
+export function endpointSettingsForm({ appId, endpoint, headers, eventTypes, onSaved }) {
+  const f = endpointFields({ endpoint, headers, eventTypes });
+  const err = errorBox();
+  const save = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save');
+  const form = h('form', { class: 'settings-form', novalidate: true, 'aria-label': 'Endpoint settings' },
+    f.nodes, err.el, h('div', { class: 'actions' }, save));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy(save, async () => {
+      err.clear();
+      try {
+        const ep = await saveEndpoint(appId, endpoint, headers, f.values());
+        toast('Endpoint saved.');
+        await onSaved(ep);
+      } catch (e2) {
+        err.show(e2);
+      }
+    });
+  });
+  return form;
+}

@@ -1,0 +1,216 @@
+// views/endpoint.js — owns an endpoint's page (#/apps/{app}/endpoints/{ep}): health, settings,
+// signing secret (reveal, copy, rotate), test event, recovery of failed messages, recent attempts,
+// and deleting the endpoint.
+
+import { api, seg, isAbort } from '../api.js';
+import { h, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, route, toast, copyText } from '../ui.js';
+import { loadEventTypes, endpointSettingsForm } from './endpoint-form.js';
+import { lastStatus, successRate, stateCell } from './endpoints.js';
+import { attemptsTable } from './attempts.js';
+
+function card(title, ...children) {
+  return h('section', { class: 'card' }, h('h2', null, title), children);
+}
+
+function healthList({ ep, health }) {
+  const c = (health && health.counts) || {};
+  const item = (label, value) => h('div', { class: 'kv' }, h('dt', null, label), h('dd', null, value));
+  return h('dl', { class: 'kv-list' },
+    item('State', stateCell(ep, health)),
+    item('Last attempt', lastStatus(health)),
+    item('Success rate', successRate(health)),
+    item('Failing since', timeEl(health && health.failingSince)),
+    item('Last success', timeEl(health && health.lastSuccessAt)),
+    item('Attempts', health ? `${c.success || 0} succeeded, ${c.fail || 0} failed, ${(c.pending || 0) + (c.sending || 0)} waiting`
+      + (c.canceled ? `, ${c.canceled} canceled` : '') : '—'));
+}
+
+function secretCard(base) {
+  const err = errorBox();
+  const value = h('code', { class: 'secret', 'data-testid': 'secret', hidden: true });
+  let key = null;
+  const copy = h('button', { type: 'button', class: 'btn btn-small', hidden: true, onclick: async () => {
+    toast((await copyText(key)) ? 'Secret copied.' : 'Copy failed: select the secret and copy it by hand.', 'ok');
+  } }, 'Copy');
+  const show = (k) => {
+    key = k;
+    value.textContent = k;
+    value.hidden = false;
+    copy.hidden = false;
+    reveal.textContent = 'Hide secret';
+  };
+  const reveal = h('button', { type: 'button', class: 'btn', 'aria-expanded': 'false', onclick: () => busy(reveal, async () => {
+    err.clear();
+    if (!value.hidden) {
+      value.hidden = true;
+      copy.hidden = true;
+      value.textContent = '';
+      reveal.textContent = 'Reveal secret';
+      reveal.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    try {
+      show((await api.get(`${base}/secret`)).key);
+      reveal.setAttribute('aria-expanded', 'true');
+    } catch (e) {
+      err.show(e);
+    }
+  }) }, 'Reveal secret');
+  const rotate = h('button', { type: 'button', class: 'btn btn-danger-quiet', onclick: () => confirmAction({
+    title: 'Rotate the signing secret?',
+    message: 'A new secret signs deliveries from now on; the old one keeps signing beside it for 24 hours, so receivers can switch over.',
+    async action() {
+      const out = await api.post(`${base}/secret/rotate`, {});
+      if (!value.hidden) show(out.key);
+      toast('Secret rotated.');
+    },
+  }) }, 'Rotate secret');
+  return card('Signing secret',
+    h('p', { class: 'muted' }, 'Receivers verify each delivery’s signature with this secret.'),
+    h('div', { class: 'secret-row' }, value, copy), err.el,
+    h('div', { class: 'actions' }, reveal, rotate));
+}
+
+function testCard(base, appId, eventTypes) {
+  const err = errorBox();
+  const result = h('p', { class: 'result', role: 'status' });
+  const sel = h('select', { name: 'eventType' }, h('option', { value: 'herald.test' }, 'herald.test'),
+    eventTypes.filter((t) => !t.archived).map((t) => h('option', { value: t.name }, t.name)));
+  const send = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Send test event');
+  const form = h('form', { class: 'inline-form', novalidate: true }, field('Event type', sel), h('div', { class: 'actions' }, send));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy(send, async () => {
+      err.clear();
+      result.replaceChildren();
+      try {
+        const msg = await api.post(`${base}/send-example`, { eventType: sel.value });
+        result.replaceChildren('Sent ', h('a', { href: route('apps', appId, 'messages', msg.id) }, msg.id), '.');
+      } catch (e2) {
+        err.show(e2);
+      }
+    });
+  });
+  return card('Send test event', h('p', { class: 'muted' }, 'An example message, delivered to this endpoint only.'), form, err.el, result);
+}
+
+function localInputValue(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+function recoverCard(base, ctx) {
+  const err = errorBox();
+  const result = h('p', { class: 'result', role: 'status' });
+  const since = h('input', { type: 'datetime-local', name: 'since', required: true, value: localInputValue(new Date(Date.now() - 86400000)) });
+  const go = h('button', { type: 'submit', class: 'btn' }, 'Recover');
+  const form = h('form', { class: 'inline-form', novalidate: true }, field('Since', since), h('div', { class: 'actions' }, go));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    err.clear();
+    result.textContent = '';
+    const when = new Date(since.value);
+    if (!since.value || Number.isNaN(when.getTime())) {
+      err.show('Choose the date and time to recover from.');
+      return;
+    }
+    busy(go, async () => {
+      try {
+        const task = await api.post(`${base}/recover`, { since: when.toISOString() });
+        result.textContent = `Recovery started (task ${task.id}): failed messages since ${when.toLocaleString()} are being re-sent.`;
+        ctx.refresh();
+      } catch (e2) {
+        err.show(e2);
+      }
+    });
+  });
+  return card('Recover failed messages', h('p', { class: 'muted' }, 'Re-send every message whose delivery here failed, created since a time.'), form, err.el, result);
+}
+
+export async function endpointView(root, ctx) {
+  const { appId, epId } = ctx.params;
+  const base = `/app/${seg(appId)}/endpoint/${seg(epId)}`;
+  ctx.title('Endpoint');
+  let app;
+  let ep;
+  let headers;
+  let eventTypes;
+  try {
+    [app, ep, headers, eventTypes] = await Promise.all([
+      api.get(`/app/${seg(appId)}`, null, { signal: ctx.signal }),
+      api.get(base, null, { signal: ctx.signal }),
+      api.get(`${base}/headers`, null, { signal: ctx.signal }),
+      loadEventTypes(ctx.signal),
+    ]);
+  } catch (e) {
+    if (e.status === 404) {
+      root.append(pageTitle('Endpoint not found'),
+        h('p', null, h('a', { href: route('apps', appId, 'endpoints') }, 'Back to the endpoints'), '.'));
+      return;
+    }
+    throw e;
+  }
+  ctx.title(`${ep.url} · ${app.name}`);
+
+  const err = errorBox();
+  const healthRegion = h('div', { 'data-testid': 'health', class: 'region' });
+  const attemptsRegion = h('div', { 'data-testid': 'attempts', class: 'region' }, h('p', { class: 'loading' }, 'Loading…'));
+  const settingsSlot = h('div');
+  const renderSettings = () => settingsSlot.replaceChildren(endpointSettingsForm({
+    appId, endpoint: ep, headers, eventTypes,
+    async onSaved(saved) {
+      ep = saved;
+      headers = await api.get(`${base}/headers`, null, { signal: ctx.signal });
+      title.querySelector('h1').textContent = ep.url;
+      meta.replaceChildren(...metaText());
+      const hadFocus = settingsSlot.contains(document.activeElement);
+      renderSettings(); // shows credential headers as hidden now
+      if (hadFocus) settingsSlot.querySelector('button[type=submit]').focus();
+      ctx.refresh();
+    },
+  }));
+  renderSettings();
+  const del = h('button', { type: 'button', class: 'btn btn-danger', onclick: () => confirmAction({
+    title: 'Delete this endpoint?',
+    message: `${ep.url} stops receiving messages, and its delivery history is removed.`,
+    async action() {
+      await api.del(base);
+      toast('Endpoint deleted.');
+      location.hash = route('apps', appId, 'endpoints');
+    },
+  }) }, 'Delete endpoint');
+  const metaText = () => ['ID ', h('code', { class: 'id' }, ep.id), ep.description ? ` · ${ep.description}` : ''];
+  const meta = h('p', { class: 'meta' }, metaText());
+  const title = pageTitle(ep.url);
+  title.classList.add('page-head-url');
+  root.append(
+    crumbs([[app.name, route('apps', appId)], ['Endpoints', route('apps', appId, 'endpoints')], ['Endpoint']]),
+    title,
+    meta,
+    err.el,
+    h('div', { class: 'grid-2' },
+      card('Health', healthRegion),
+      h('section', { class: 'card' }, h('h2', null, 'Settings'), settingsSlot)),
+    h('div', { class: 'grid-3' }, secretCard(base), testCard(base, appId, eventTypes), recoverCard(base, ctx)),
+    h('section', { class: 'stack' }, h('h2', null, 'Recent attempts'), attemptsRegion),
+    h('section', { class: 'danger-zone' }, h('h2', null, 'Delete'), h('p', { class: 'muted' }, 'Deleting an endpoint cannot be undone.'), del));
+
+  ctx.poll(async () => {
+    try {
+      const [now, health, attempts] = await Promise.all([
+        api.get(base, null, { signal: ctx.signal }),
+        api.get(`${base}/health`, null, { signal: ctx.signal }).catch((e) => {
+          if (isAbort(e) || e.status === 401) throw e;
+          return null;
+        }),
+        api.get(`/app/${seg(appId)}/attempt/endpoint/${seg(epId)}`, { limit: 20 }, { signal: ctx.signal }),
+      ]);
+      if (!ctx.alive()) return;
+      err.clear();
+      update(healthRegion, { now, health }, () => healthList({ ep: now, health }));
+      update(attemptsRegion, attempts.data, () => attemptsTable(attempts.data, { appId, link: 'message' }));
+    } catch (e) {
+      if (!isAbort(e) && ctx.alive()) err.show(e);
+    }
+  });
+}
