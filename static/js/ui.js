@@ -147,7 +147,9 @@ export function toast(message, kind = 'ok') {
   if (!box) return;
   const t = h('div', { class: `toast toast-${kind}` }, message);
   box.appendChild(t);
-  setTimeout(() => t.remove(), 6000);
+  // Keep the stack short so it never hides much of the page.
+  while (box.children.length > 3) box.firstChild.remove();
+  setTimeout(() => t.remove(), 5000);
 }
 
 /**

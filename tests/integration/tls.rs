@@ -96,6 +96,16 @@ async fn https_over_http1_and_http2_with_a_ca_signed_certificate() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN picks HTTP/2");
 
+    // The admin UI comes over the same TLS port.
+    let ui = ca
+        .client(false)
+        .get(format!("{}/", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.unwrap().contains("/js/main.js"));
+
     // A client that does not trust the CA is refused.
     let untrusting = crate::support::http();
     assert!(untrusting.get(h.api("/health")).send().await.is_err());

@@ -268,6 +268,37 @@ test('operator chores: search, pages, rename, delete, archive, secrets, headers,
   await context.close();
 });
 
+test('the keyboard alone creates an application and closes dialogs', async () => {
+  const { page, context, problems } = await newPage(chrome.browser);
+  await signIn(page);
+  await page.getByRole('link', { name: 'Applications' }).click();
+  await page.getByTestId('apps').locator('table, .empty').first().waitFor();
+  // Tab from the top of the page to the create button (bounded).
+  await page.locator('body').focus();
+  let reached = false;
+  for (let i = 0; i < 40 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'Create application');
+  }
+  assert.ok(reached, 'Tab never reached "Create application"');
+  await page.keyboard.press('Enter');
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.name), 'name', 'focus starts in the first field');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Create application',
+    'focus returns to the opener');
+  await page.keyboard.press('Enter');
+  await dialog.waitFor();
+  await page.keyboard.type('Keyboard Co');
+  await page.keyboard.press('Enter');
+  await dialog.waitFor({ state: 'hidden' });
+  await page.getByTestId('apps').getByRole('link', { name: 'Keyboard Co' }).waitFor();
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test('pages fit a phone screen', async () => {
   const { page, context, problems } = await newPage(chrome.browser, { width: 375, height: 800 });
   await signIn(page);
