@@ -92,6 +92,8 @@ struct RecoverOut {
 
 /// Attempts the health figures look back over: bounded, so polling stays cheap.
 const HEALTH_WINDOW: usize = 100;
+/// Queued tasks counted at most, for the same reason (the UI shows "10000+").
+const HEALTH_QUEUE_CAP: usize = 10_000;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -99,7 +101,8 @@ struct HealthOut {
     last_attempt: Option<LastAttemptOut>,
     last_success_at: Option<String>,
     failing_since: Option<String>,
-    /// `success`/`fail` over the last [`HEALTH_WINDOW`] attempts; `pending`/`sending` queued now.
+    /// `success`/`fail` over the last [`HEALTH_WINDOW`] attempts; `pending`/`sending` queued now
+    /// (together at most [`HEALTH_QUEUE_CAP`]).
     counts: StatsOut,
     /// Share of the last [`HEALTH_WINDOW`] attempts that succeeded; `None` before any.
     success_rate: Option<f64>,
@@ -451,7 +454,7 @@ async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
         Ok::<_, crate::store::StoreError>((
             store.list_attempts_by_endpoint(&a, &e, &q, |_| true)?.items,
             store.endpoint_health(&a, &e)?,
-            store.queued_count(&a, &e, None, None)?,
+            store.queued_count_capped(&a, &e, HEALTH_QUEUE_CAP) as u64,
         ))
     })
     .await

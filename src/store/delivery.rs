@@ -239,6 +239,17 @@ impl Store {
         Ok(DeliveryStatus::overall(each))
     }
 
+    /// Tasks queued for an endpoint (running ones included), counting no further than `cap`: cheap
+    /// enough to poll while a large backlog waits.
+    pub fn queued_count_capped(&self, app: &AppId, ep: &EndpointId, cap: usize) -> usize {
+        self.inner
+            .queue
+            .scan_prefix(keys::queue_of(app, ep))
+            .keys()
+            .take(cap)
+            .count()
+    }
+
     /// Tasks queued for an endpoint (running ones included), for messages created in
     /// `[since, until)`.
     pub fn queued_count(
@@ -401,5 +412,83 @@ impl Store {
             .endpoint_health
             .insert(keys::endpoint(app, ep), encode(health)?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::*;
+    use crate::store::{Store, StoreOptions, TryRecord};
+
+    #[tokio::test]
+    async fn queue_counts_stop_at_the_cap_and_message_status_follows_tries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let app = AppId::generate();
+        let (ep, other) = (EndpointId::generate(), EndpointId::generate());
+        let mut msgs = Vec::new();
+        for _ in 0..5 {
+            let m = Message {
+                id: MessageId::generate(),
+                app_id: app.clone(),
+                event_type: "a.b".into(),
+                event_id: None,
+                channels: None,
+                tags: None,
+                payload: b"{}".to_vec(),
+                created_at: Timestamp::now(),
+                destinations: vec![ep.clone(), other.clone()],
+            };
+            store.create_message(&m, None).await.unwrap();
+            msgs.push(m);
+        }
+        assert_eq!(store.queued_count_capped(&app, &ep, 3), 3);
+        assert_eq!(store.queued_count_capped(&app, &ep, 100), 5);
+        assert_eq!(
+            store.message_status(&msgs[0]).unwrap(),
+            Some(DeliveryStatus::Pending)
+        );
+
+        // One endpoint succeeds, the other fails for good: the message is failed.
+        for (target, status) in [
+            (&ep, DeliveryStatus::Success),
+            (&other, DeliveryStatus::Fail),
+        ] {
+            let due = store
+                .due_tasks(&app, target, i64::MAX, 10, &Default::default())
+                .unwrap();
+            let qt = due.iter().find(|t| t.task.msg_id == msgs[0].id).unwrap();
+            store
+                .finish_try(&TryRecord {
+                    task_key: qt.key.clone(),
+                    attempt: Attempt {
+                        id: AttemptId::generate(),
+                        app_id: app.clone(),
+                        msg_id: msgs[0].id.clone(),
+                        endpoint_id: target.clone(),
+                        url: "http://x".into(),
+                        status,
+                        response_status_code: 200,
+                        response: String::new(),
+                        duration_ms: 1,
+                        trigger: Trigger::Scheduled,
+                        created_at: Timestamp::now(),
+                    },
+                    destination: Destination {
+                        status,
+                        next_attempt: None,
+                        updated_at: Timestamp::now(),
+                    },
+                    retry: None,
+                })
+                .unwrap();
+            let expected = if status == DeliveryStatus::Success {
+                DeliveryStatus::Pending
+            } else {
+                DeliveryStatus::Fail
+            };
+            assert_eq!(store.message_status(&msgs[0]).unwrap(), Some(expected));
+        }
+        assert_eq!(store.queued_count_capped(&app, &ep, 100), 4);
     }
 }

@@ -21,8 +21,14 @@ function healthList({ ep, health }) {
     item('Success rate', successRate(health)),
     item('Failing since', timeEl(health && health.failingSince)),
     item('Last success', timeEl(health && health.lastSuccessAt)),
-    item('Attempts', health ? `${c.success || 0} succeeded, ${c.fail || 0} failed, ${(c.pending || 0) + (c.sending || 0)} waiting`
-      + (c.canceled ? `, ${c.canceled} canceled` : '') : '—'));
+    item('Recent attempts', health ? `${c.success || 0} succeeded, ${c.fail || 0} failed (of the last 100)` : '—'),
+    item('Waiting', health ? waiting(c) : '—'));
+}
+
+/** Deliveries queued for the endpoint; Herald stops counting at 10,000 (see the health route). */
+function waiting(c) {
+  const n = (c.pending || 0) + (c.sending || 0);
+  return n >= 10000 ? '10,000+' : String(n);
 }
 
 function secretCard(base) {
