@@ -52,9 +52,7 @@ async fn backup(s: State, body: Bytes) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let started = std::time::Instant::now();
     let target = dest.clone();
-    let records = tokio::task::spawn_blocking(move || store.backup_to(&target))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let records = tokio::task::spawn_blocking(move || store.backup_to(&target)).await??;
     let took_ms = started.elapsed().as_millis() as u64;
     tracing::info!(destination = %dest.display(), records, took_ms, "backup written");
     Ok(reply(

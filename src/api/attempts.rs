@@ -424,8 +424,7 @@ async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
             store.queued_count(&a, &e, since, until)?,
         ))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await??;
     let sending = (s.delivery.running(&app.id, &ep.id) as u64).min(queued);
     let pending = queued - sending;
     Ok(reply(
@@ -457,8 +456,7 @@ async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
             store.queued_count_capped(&a, &e, HEALTH_QUEUE_CAP) as u64,
         ))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await??;
     let success = recent
         .iter()
         .filter(|a| a.status == DeliveryStatus::Success)

@@ -47,6 +47,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A blocking store task that panicked or was cancelled.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 #[derive(Serialize)]
 struct CodeDetail<'a> {
     code: &'a str,

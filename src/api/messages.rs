@@ -132,7 +132,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .then(|app, s, q| async move {
             // A status filter reads each message's destinations: keep long scans off the runtime.
             let listed = tokio::task::spawn_blocking(move || list(s, app, q)).await;
-            respond(listed.unwrap_or_else(|e| Err(ApiError::Internal(e.to_string()))))
+            respond(listed.unwrap_or_else(|e| Err(e.into())))
         });
     let get = warp::path!("app" / Seg / "msg" / Seg)
         .and(warp::get())
@@ -339,13 +339,9 @@ fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
     let page = s.store.list_messages(&app.id, &pq, |m| {
         filter.keep(m)
             && status.is_none_or(|want| {
-                let have = s.store.message_status(m).ok().flatten();
                 // Sending is a moment of pending: a filter on either finds both.
-                let norm = |d: DeliveryStatus| match d {
-                    DeliveryStatus::Sending => DeliveryStatus::Pending,
-                    d => d,
-                };
-                have.is_some_and(|h| norm(h) == norm(want))
+                let have = s.store.message_status(m).ok().flatten();
+                have.is_some_and(|h| h == want.settled())
             })
     })?;
     let data = page

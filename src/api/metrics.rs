@@ -133,8 +133,7 @@ async fn store_gauges(s: &State) -> Result<StoreGauges, ApiError> {
                     store_bytes: store.size_on_disk()?,
                 })
             })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            .await??;
             *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), g.clone()));
             g
         }

@@ -57,14 +57,19 @@ impl DeliveryStatus {
             .find(|s| s.code() == code)
     }
 
+    /// Sending is a moment of pending: where only the state of a delivery counts, they are one.
+    pub fn settled(self) -> DeliveryStatus {
+        match self {
+            DeliveryStatus::Sending => DeliveryStatus::Pending,
+            s => s,
+        }
+    }
+
     /// A message's status from those of its destinations: failed if any failed (an operator should
     /// look), else pending while any is unfinished, else success; `None` with no destinations.
     pub fn overall(each: impl IntoIterator<Item = DeliveryStatus>) -> Option<DeliveryStatus> {
         each.into_iter()
-            .map(|s| match s {
-                DeliveryStatus::Sending => DeliveryStatus::Pending,
-                s => s,
-            })
+            .map(DeliveryStatus::settled)
             .max_by_key(|s| match s {
                 DeliveryStatus::Success => 0,
                 DeliveryStatus::Pending | DeliveryStatus::Sending => 1,
