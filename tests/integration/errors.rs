@@ -3,38 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{bearer, http, Herald};
-
-async fn call(h: &Herald, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut req = http()
-        .request(method.parse().unwrap(), h.api(path))
-        .header("authorization", bearer());
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = resp.text().await.unwrap();
-    if status == 204 {
-        return (status, Value::Null);
-    }
-    assert_eq!(
-        ctype.as_deref(),
-        Some("application/json"),
-        "{method} {path}: {text}"
-    );
-    (
-        status,
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")),
-    )
-}
+use crate::support::{bearer, call, http, Herald};
 
 fn loc(v: &Value) -> Vec<String> {
     v["detail"][0]["loc"]

@@ -8,21 +8,9 @@ use serde_json::{json, Value};
 use svix::models::{ApplicationIn, EndpointIn, EventTypeIn, MessageIn};
 
 use crate::support::receiver::{eventually, Answer, Receiver};
-use crate::support::{app_with_endpoint, bearer, fast_delivery_env, get_json, http, Herald};
+use crate::support::{app_with_endpoint, bearer, call, fast_delivery_env, get_json, http, Herald};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn post(h: &Herald, path: &str, body: Value) -> (u16, Value) {
-    let resp = http()
-        .post(h.api(path))
-        .header("authorization", bearer())
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn the_ui_is_served_without_a_token_and_revalidated_by_etag() {
@@ -216,10 +204,11 @@ async fn send_example_reaches_one_endpoint_whatever_its_filters() {
         .await
         .unwrap();
 
-    let (status, out) = post(
+    let (status, out) = call(
         &h,
+        "POST",
         &format!("/app/{app}/endpoint/{ep}/send-example"),
-        json!({"eventType": "order.created", "exampleIndex": 1}),
+        Some(&json!({"eventType": "order.created", "exampleIndex": 1}).to_string()),
     )
     .await;
     assert_eq!(status, 202, "{out}");
@@ -232,10 +221,11 @@ async fn send_example_reaches_one_endpoint_whatever_its_filters() {
     );
 
     // No schema example: a marked test payload.
-    let (status, out) = post(
+    let (status, out) = call(
         &h,
+        "POST",
         &format!("/app/{app}/endpoint/{ep}/send-example"),
-        json!({"eventType": "herald.test"}),
+        Some(&json!({"eventType": "herald.test"}).to_string()),
     )
     .await;
     assert_eq!(status, 202, "{out}");
@@ -248,17 +238,19 @@ async fn send_example_reaches_one_endpoint_whatever_its_filters() {
         "a test send leaked to another endpoint"
     );
 
-    let (status, out) = post(
+    let (status, out) = call(
         &h,
+        "POST",
         &format!("/app/{app}/endpoint/{ep}/send-example"),
-        json!({"eventType": "bad type!"}),
+        Some(&json!({"eventType": "bad type!"}).to_string()),
     )
     .await;
     assert_eq!(status, 422, "{out}");
-    let (status, _) = post(
+    let (status, _) = call(
         &h,
+        "POST",
         &format!("/app/{app}/endpoint/ep_nope/send-example"),
-        json!({"eventType": "a.b"}),
+        Some(&json!({"eventType": "a.b"}).to_string()),
     )
     .await;
     assert_eq!(status, 404);

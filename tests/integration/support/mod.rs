@@ -6,6 +6,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::Value;
 use svix::api::{Svix, SvixOptions};
 use svix::models::{ApplicationIn, EndpointIn};
 
@@ -275,4 +276,37 @@ pub fn sdk_status(e: &svix::error::Error) -> u16 {
         svix::error::Error::Validation(c) => c.status.as_u16(),
         other => panic!("not an HTTP error: {other:?}"),
     }
+}
+
+/// An API call with the admin token and an optional JSON body: status and JSON answer (asserting
+/// the answer is JSON; `Null` for a 204).
+pub async fn call(h: &Herald, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let mut req = http()
+        .request(method.parse().unwrap(), h.api(path))
+        .header("authorization", bearer());
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = resp.text().await.unwrap();
+    if status == 204 {
+        return (status, Value::Null);
+    }
+    assert_eq!(
+        ctype.as_deref(),
+        Some("application/json"),
+        "{method} {path}: {text}"
+    );
+    (
+        status,
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")),
+    )
 }
