@@ -2,11 +2,13 @@
 //! receiver, drives Herald through its HTTP API, and prints ingest msg/s, delivered msg/s,
 //! accept-to-receipt latency percentiles and Herald's RSS.
 //!
-//!     cargo bench --bench load -- [all|ingest|fanout|steady|backlog|million] [--duration SECS] [--backlog N]
+//!     cargo bench --bench load -- [all|ingest|fanout|steady|backlog|isolation|million] [--duration SECS] [--backlog N]
 //!
 //! Scenarios: `ingest` (concurrency 64, 1 KiB payloads, 1 endpoint), `fanout` (10 endpoints),
 //! `steady` (a fixed 1,000 msg/s, latency), `backlog` (N messages queued while the receiver answers
-//! 503, then the time to drain once it answers 200), `million` (not in `all`: N messages left
+//! 503, then the time to drain once it answers 200), `isolation` (one application's 10 endpoints
+//! hang with 80 messages each while another application gets 200 msg/s: its latency, and how many
+//! connections the hanging ones hold), `million` (not in `all`: N messages left
 //! queued, Herald's memory with them, then a restart on that backlog: time to serve and memory).
 //! Everything runs on 127.0.0.1.
 
@@ -342,6 +344,58 @@ async fn throughput(name: &str, endpoints: usize, duration: Duration) {
     );
 }
 
+/// A server that accepts connections, reads what comes, and never answers: counts connections
+/// open now and at most.
+async fn start_hanging(open: Arc<AtomicU64>, peak: Arc<AtomicU64>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (open, peak) = (open.clone(), peak.clone());
+            tokio::spawn(async move {
+                let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+                peak.fetch_max(now, Ordering::Relaxed);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                open.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    });
+    url
+}
+
+async fn isolation(duration: Duration) {
+    let (open, peak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let hanging = start_hanging(open.clone(), peak.clone()).await;
+    let sink = Arc::new(Sink::default());
+    let receiver = start_receiver(sink.clone()).await;
+    let s = Server::start(&[]);
+    let c = client();
+    let noisy = setup(&c, &s, &hanging, 10).await;
+    let body: serde_json::Value = serde_json::from_str(&payload()).unwrap();
+    for _ in 0..80 {
+        post(&c, &noisy, body.clone()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = setup(&c, &s, &receiver, 1).await;
+    let (accepted, elapsed, acc) = drive(&c, &url, duration, Some(200), None).await;
+    wait_delivered(&sink, accepted, Duration::from_secs(60)).await;
+    let (p50, p99, max) = percentiles(&sink, &acc);
+    println!(
+        "isolation: 10 hanging endpoints x 80 messages (15 s timeout) in one app; another app at 200 msg/s for {:.1}s
+  quiet app: {} of {accepted} delivered, accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms
+  hanging endpoints: {} connections open at the end, {} at most",
+        elapsed.as_secs_f64(),
+        sink.count.load(Ordering::Relaxed),
+        open.load(Ordering::Relaxed),
+        peak.load(Ordering::Relaxed),
+    );
+}
+
 async fn steady(duration: Duration) {
     let sink = Arc::new(Sink::default());
     let receiver = start_receiver(sink.clone()).await;
@@ -481,6 +535,9 @@ fn main() {
         }
         if matches!(scenario.as_str(), "all" | "backlog") {
             backlog(backlog_n).await;
+        }
+        if matches!(scenario.as_str(), "all" | "isolation") {
+            isolation(duration).await;
         }
         if scenario == "million" {
             million(backlog_n).await;

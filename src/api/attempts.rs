@@ -17,7 +17,8 @@ use super::pagination::{list_response, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
 use crate::domain::{
-    Application, Attempt, AttemptId, DeliveryStatus, Endpoint, Message, Timestamp, ValidationError,
+    Application, Attempt, AttemptId, DeliveryStatus, Destination, Endpoint, Message, Timestamp,
+    ValidationError,
 };
 use crate::store::Page;
 
@@ -108,6 +109,19 @@ struct HealthOut {
     success_rate: Option<f64>,
     disabled: bool,
     disabled_reason: Option<String>,
+    /// The endpoint's circuit breaker (see the README's "Isolation and the circuit breaker").
+    circuit: CircuitOut,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CircuitOut {
+    /// "closed" (normal) or "open" (failing: one probe at a time).
+    state: &'static str,
+    open_since: Option<String>,
+    /// Tries that may run at once now.
+    concurrency_limit: usize,
+    running: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -301,19 +315,15 @@ fn destinations(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiE
     for ep in s.store.all_endpoints(&app.id)? {
         // Fanned out to it at acceptance (pending until a try ends), or tried by hand since.
         let record = s.store.destination(&app.id, &ep.id, &msg.id)?;
-        let (status, next_attempt) = match record {
-            Some(d) => (d.status, d.next_attempt),
-            None if msg.destinations.contains(&ep.id) => {
-                (DeliveryStatus::Pending, Some(msg.created_at))
-            }
+        let next_attempt = match &record {
+            Some(d) => d.next_attempt,
+            None if msg.destinations.contains(&ep.id) => Some(msg.created_at),
             None => continue,
         };
-        let running = status == DeliveryStatus::Pending && s.delivery.running(&app.id, &ep.id) > 0;
-        let status = if running {
-            DeliveryStatus::Sending
-        } else {
-            status
-        };
+        let status = Destination::shown(
+            record.as_ref(),
+            s.delivery.in_flight(&app.id, &ep.id, &msg.id),
+        );
         rows.push(DestinationOut {
             id: ep.id.to_string(),
             uid: ep.uid,
@@ -368,37 +378,7 @@ async fn recover(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, A
         "qtask_{}",
         crate::domain::ids::ksuid_bound(Timestamp::now().millis(), false)
     );
-    let state = s.clone();
-    tokio::spawn(async move {
-        let store = state.store.clone();
-        let (a, e) = (app.id.clone(), ep.id.clone());
-        let failed =
-            tokio::task::spawn_blocking(move || store.failed_messages(&a, &e, since, until)).await;
-        let result = match failed {
-            Ok(Ok(msgs)) => {
-                let n = msgs.len();
-                for chunk in msgs.chunks(1000) {
-                    if let Err(e) = state.store.enqueue_manual(&app.id, &ep.id, chunk).await {
-                        tracing::error!(error = %e, "recover: queueing failed");
-                        return;
-                    }
-                    state
-                        .delivery
-                        .enqueued(&app.id, std::slice::from_ref(&ep.id));
-                }
-                n
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "recover: reading failed messages failed");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "recover task failed");
-                return;
-            }
-        };
-        tracing::info!(endpoint = %ep.id, messages = result, "recover queued");
-    });
+    s.delivery.recover(app.id, ep.id, since, until);
     Ok(reply(
         StatusCode::ACCEPTED,
         &RecoverOut {
@@ -425,7 +405,7 @@ async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
         ))
     })
     .await??;
-    let sending = (s.delivery.running(&app.id, &ep.id) as u64).min(queued);
+    let sending = (s.delivery.load_of(&app.id, &ep.id).running as u64).min(queued);
     let pending = queued - sending;
     Ok(reply(
         StatusCode::OK,
@@ -462,7 +442,8 @@ async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
         .filter(|a| a.status == DeliveryStatus::Success)
         .count() as u64;
     let fail = recent.len() as u64 - success;
-    let sending = (s.delivery.running(&app.id, &ep.id) as u64).min(queued);
+    let load = s.delivery.load_of(&app.id, &ep.id);
+    let sending = (load.running as u64).min(queued);
     // The stored clock starts when a message exhausts its retries (it drives auto-disable); the
     // current run of failed attempts may have started earlier.
     let streak_start = recent
@@ -500,6 +481,12 @@ async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
             success_rate: (!recent.is_empty()).then(|| success as f64 / recent.len() as f64),
             disabled: ep.disabled,
             disabled_reason: ep.disabled_reason,
+            circuit: CircuitOut {
+                state: load.breaker.text(),
+                open_since: load.open_since.map(Timestamp::to_rfc3339),
+                concurrency_limit: load.limit,
+                running: load.running,
+            },
         },
     ))
 }

@@ -1,41 +1,92 @@
-//! The dispatcher: knows, for each endpoint with queued work, when its next task is due, and runs
-//! due tasks endpoint by endpoint within the global and per-endpoint caps. A task being tried stays
-//! in the queue under its due key and is marked running in memory only: the process holds the
-//! store's lock alone, so a crash (which clears the marks) leaves it due again, and a restart
-//! tries it at once instead of waiting out a lease.
+//! The dispatcher: the one task that decides which queued tries start, and when.
+//!
+//! It knows, for each endpoint with queued work, when its next task is due, and starts due tasks
+//! within three caps, none of which it ever waits on:
+//! - the endpoint's circuit breaker (`breaker`): a few tries at once for an endpoint that has not
+//!   proven itself, more as it answers, one probe at a time while it fails;
+//! - the application's fair share of the global capacity: `(max_concurrency - max_concurrency/4)`
+//!   divided among the applications with work running or waiting, so one tenant's hanging
+//!   endpoints cannot take the slots another tenant needs, and a newly busy application always
+//!   finds free slots;
+//! - the global capacity (`max_concurrency` permits).
+//!
+//! An endpoint at its cap waits for one of its tries to end; one over its application's share is
+//! parked until the application has a free slot. Tries report back by message (`Event`), so the
+//! worker never calls into the schedule. A task being tried stays in the queue under its due key
+//! and is marked running in memory only: the process holds the store's lock alone, so a crash
+//! (which clears the marks) leaves it due again, and a restart tries it at once.
+//!
+//! The schedule's lock is held for memory updates only, never across a store call. The store
+//! reads made here are short range reads, bounded by the endpoint's cap.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
 
+use super::breaker::{self, Breaker, Signal};
 use super::client::{Client, ClientError};
 use super::ssrf::Guard;
 use super::{worker, DeliveryOptions};
-use crate::domain::{AppId, EndpointId, Timestamp};
+use crate::domain::{AppId, EndpointId, MessageId, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{QueuedTask, Store};
 
 pub use crate::domain::EndpointRef as EpRef;
 
-/// Tasks moved per lock hold during fast recovery.
+/// Tasks moved per store call during fast recovery.
 const RECOVERY_CHUNK: usize = 256;
-
-/// Longest sleep between looks at the queue (a safety net; wake-ups normally come by notify).
+/// Longest sleep between looks at the queue (a safety net; wake-ups normally come by event).
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// After the store failed to record a try, the endpoint waits this long before its next start, so
+/// a store that refuses writes (disk full) does not turn into a loop of repeated deliveries.
+const BOOKKEEPING_BACKOFF_MS: i64 = 5_000;
+
+/// What the dispatcher hears about.
+enum Event {
+    /// Tasks of this endpoint are due now (a message was accepted, a resend queued).
+    Enqueued(EpRef),
+    /// A try ended.
+    Finished {
+        ep: EpRef,
+        key: Vec<u8>,
+        report: worker::Report,
+    },
+    /// Fast recovery finished moving this endpoint's retries.
+    Moved(EpRef),
+    /// Look at the schedule (shutdown began).
+    Wake,
+}
+
+/// One endpoint with work queued or running.
+struct EpState {
+    running: HashMap<Vec<u8>, MessageId>,
+    breaker: Breaker,
+    /// Some try was rescheduled: a success should bring the retries forward (fast recovery).
+    retries_waiting: bool,
+    /// Fast recovery is moving its tasks: start nothing meanwhile.
+    moving: bool,
+    parked: bool,
+    /// Start nothing before this time (after a bookkeeping failure).
+    hold_until: i64,
+}
+
+#[derive(Default)]
+struct AppState {
+    running: usize,
+    parked: Vec<EpRef>,
+}
 
 #[derive(Default)]
 struct Schedule {
     /// Endpoints with queued work that may be started, by next due time.
     heads: BTreeSet<(i64, EpRef)>,
     due_of: HashMap<EpRef, i64>,
-    running: HashMap<EpRef, usize>,
-    running_keys: HashSet<Vec<u8>>,
-    /// Endpoints with retries waiting, for fast recovery.
-    recovering: HashSet<EpRef>,
-    /// Endpoints whose stored failure clock is known to be clear.
-    healthy: HashSet<EpRef>,
+    endpoints: HashMap<EpRef, EpState>,
+    /// Applications with tries running or endpoints parked: the ones sharing the capacity.
+    apps: HashMap<AppId, AppState>,
     stopping: bool,
 }
 
@@ -55,19 +106,67 @@ impl Schedule {
         }
     }
 
-    fn take_head(&mut self, now: i64) -> Option<EpRef> {
+    fn take_head(&mut self, now: i64) -> Option<(i64, EpRef)> {
         let (due, ep) = self.heads.first()?.clone();
         if due > now {
             return None;
         }
         self.heads.remove(&(due, ep.clone()));
         self.due_of.remove(&ep);
-        Some(ep)
+        Some((due, ep))
     }
 
     fn next_wake(&self) -> Option<i64> {
         self.heads.first().map(|(d, _)| *d)
     }
+
+    fn endpoint(&mut self, ep: &EpRef, cap: usize) -> &mut EpState {
+        self.endpoints.entry(ep.clone()).or_insert_with(|| EpState {
+            running: HashMap::new(),
+            breaker: Breaker::new(cap),
+            retries_waiting: false,
+            moving: false,
+            parked: false,
+            hold_until: 0,
+        })
+    }
+
+    /// The slots one application may hold now, out of `total`.
+    fn app_share(&self, app: &AppId, total: usize) -> usize {
+        let usable = total - total / 4;
+        let active = self.apps.len() + usize::from(!self.apps.contains_key(app));
+        (usable / active.max(1)).max(1)
+    }
+
+    /// Forget an endpoint with nothing running, listed or parked (bounded memory: one entry per
+    /// endpoint with work, not per endpoint ever seen).
+    fn prune(&mut self, ep: &EpRef) {
+        let idle = self.endpoints.get(ep).is_some_and(|e| {
+            e.running.is_empty() && !e.moving && !e.parked && !self.due_of.contains_key(ep)
+        });
+        if idle {
+            self.endpoints.remove(ep);
+        }
+    }
+
+    fn prune_app(&mut self, app: &AppId) {
+        if self
+            .apps
+            .get(app)
+            .is_some_and(|a| a.running == 0 && a.parked.is_empty())
+        {
+            self.apps.remove(app);
+        }
+    }
+}
+
+/// The tries running to one endpoint and its breaker, for the API.
+#[derive(Debug, Clone)]
+pub struct EndpointLoad {
+    pub running: usize,
+    pub limit: usize,
+    pub breaker: breaker::State,
+    pub open_since: Option<Timestamp>,
 }
 
 pub struct Shared {
@@ -76,30 +175,37 @@ pub struct Shared {
     pub opts: DeliveryOptions,
     pub client: Client,
     schedule: Mutex<Schedule>,
-    wake: Notify,
+    events: mpsc::UnboundedSender<Event>,
     permits: Arc<Semaphore>,
+    /// Background jobs (recover), ended at shutdown.
+    jobs: Mutex<JoinSet<()>>,
 }
 
 impl Shared {
-    pub fn new(
+    fn new(
         store: Store,
         opts: DeliveryOptions,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Shared>, ClientError> {
+    ) -> Result<(Arc<Shared>, mpsc::UnboundedReceiver<Event>), ClientError> {
         let client = Client::new(
             Guard::new(opts.allowed_cidrs.clone()),
             opts.request_timeout,
             opts.endpoint_concurrency,
         )?;
-        Ok(Arc::new(Shared {
-            permits: Arc::new(Semaphore::new(opts.max_concurrency)),
-            store,
-            metrics,
-            opts,
-            client,
-            schedule: Mutex::new(Schedule::default()),
-            wake: Notify::new(),
-        }))
+        let (events, rx) = mpsc::unbounded_channel();
+        Ok((
+            Arc::new(Shared {
+                permits: Arc::new(Semaphore::new(opts.max_concurrency)),
+                store,
+                metrics,
+                opts,
+                client,
+                schedule: Mutex::new(Schedule::default()),
+                events,
+                jobs: Mutex::new(JoinSet::new()),
+            }),
+            rx,
+        ))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Schedule> {
@@ -107,113 +213,51 @@ impl Shared {
     }
 
     pub fn enqueued(&self, app: &AppId, endpoints: &[EndpointId]) {
-        let now = Timestamp::now().millis();
-        {
-            let mut s = self.lock();
-            for ep in endpoints {
-                let r = (app.clone(), ep.clone());
-                // A saturated endpoint is re-listed when one of its tries ends.
-                if s.running.get(&r).copied().unwrap_or(0) < self.opts.endpoint_concurrency {
-                    s.set_due(r, now);
-                }
-            }
+        for ep in endpoints {
+            // Only fails once the dispatcher has stopped: the task waits on disk for the next run.
+            let _ = self.events.send(Event::Enqueued((app.clone(), ep.clone())));
         }
-        self.wake.notify_one();
     }
 
-    pub fn running(&self, app: &AppId, ep: &EndpointId) -> usize {
+    pub fn load_of(&self, app: &AppId, ep: &EndpointId) -> EndpointLoad {
+        let s = self.lock();
+        match s.endpoints.get(&(app.clone(), ep.clone())) {
+            Some(e) => EndpointLoad {
+                running: e.running.len(),
+                limit: e.breaker.limit(),
+                breaker: e.breaker.state(),
+                open_since: e.breaker.opened_at().map(Timestamp),
+            },
+            None => EndpointLoad {
+                running: 0,
+                limit: Breaker::new(self.opts.endpoint_concurrency).limit(),
+                breaker: breaker::State::Closed,
+                open_since: None,
+            },
+        }
+    }
+
+    pub fn in_flight(&self, app: &AppId, ep: &EndpointId, msg: &MessageId) -> bool {
         self.lock()
-            .running
+            .endpoints
             .get(&(app.clone(), ep.clone()))
-            .copied()
-            .unwrap_or(0)
+            .is_some_and(|e| e.running.values().any(|m| m == msg))
     }
 
-    /// A try of `key` to `ep` ended; `retrying` when it was rescheduled. Re-lists the endpoint.
-    pub fn finished(&self, ep: &EpRef, key: &[u8], retrying: bool) {
-        let next = {
-            let mut s = self.lock();
-            s.running_keys.remove(key);
-            if let Some(n) = s.running.get_mut(ep) {
-                *n -= 1;
-                if *n == 0 {
-                    s.running.remove(ep);
-                }
-            }
-            if retrying && self.opts.fast_recovery {
-                s.recovering.insert(ep.clone());
-            }
-            self.store.next_due(&ep.0, &ep.1, &s.running_keys)
-        };
-        match next {
-            Ok(Some(due)) => {
-                self.lock().set_due(ep.clone(), due);
-                self.wake.notify_one();
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "reading the queue failed"),
-        }
-    }
-
-    /// Note a success; true when the endpoint was not known healthy (its clock needs clearing).
-    pub fn mark_healthy(&self, ep: &EpRef) -> bool {
-        self.lock().healthy.insert(ep.clone())
-    }
-
-    /// Note an exhausted message: the failure clock runs.
-    pub fn mark_failing(&self, ep: &EpRef) {
-        self.lock().healthy.remove(ep);
-    }
-
-    /// The endpoint answered 2xx: if it had retries waiting, bring them forward.
-    pub fn succeeded(self: &Arc<Self>, ep: &EpRef) {
-        if !self.opts.fast_recovery || !self.lock().recovering.remove(ep) {
-            return;
-        }
-        let shared = self.clone();
-        let ep = ep.clone();
-        // In chunks, each under the schedule lock, so no task is moved while it is being started.
-        tokio::task::spawn_blocking(move || {
-            let now = Timestamp::now().millis();
-            let mut total = 0;
-            loop {
-                let moved = {
-                    let mut s = shared.lock();
-                    let moved = shared.store.bring_forward(
-                        &ep.0,
-                        &ep.1,
-                        now,
-                        &s.running_keys,
-                        RECOVERY_CHUNK,
-                    );
-                    if matches!(moved, Ok(n) if n > 0) {
-                        s.set_due(ep.clone(), now);
-                    }
-                    moved
-                };
-                shared.wake.notify_one();
-                match moved {
-                    Ok(n) => {
-                        total += n;
-                        if n < RECOVERY_CHUNK {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "fast recovery failed");
-                        break;
-                    }
-                }
-            }
-            if total > 0 {
-                tracing::info!(endpoint = %ep.1, moved = total, "endpoint recovered: retries brought forward");
-            }
-        });
+    /// Run `job` in the background until it ends or delivery shuts down.
+    pub fn spawn_job(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        while jobs.try_join_next().is_some() {}
+        jobs.spawn(job);
     }
 
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.lock().stopping = true;
-        self.wake.notify_one();
+        let _ = self.events.send(Event::Wake);
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .abort_all();
         let all = self.opts.max_concurrency as u32;
         matches!(
             tokio::time::timeout(grace, self.permits.acquire_many(all)).await,
@@ -222,14 +266,26 @@ impl Shared {
     }
 }
 
+/// Start the dispatcher on the current runtime.
+pub fn start(
+    store: Store,
+    opts: DeliveryOptions,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Shared>, ClientError> {
+    let (shared, rx) = Shared::new(store, opts, metrics)?;
+    tokio::spawn(run(shared.clone(), rx));
+    Ok(shared)
+}
+
 /// List every endpoint with queued work (tasks left running by an earlier run are simply due).
 async fn load(shared: &Arc<Shared>) {
     let store = shared.store.clone();
     match tokio::task::spawn_blocking(move || store.queue_heads()).await {
         Ok(Ok(heads)) => {
+            let cap = shared.opts.endpoint_concurrency;
             let mut s = shared.lock();
             for (ep, due) in heads {
-                s.recovering.insert(ep.clone());
+                s.endpoint(&ep, cap).retries_waiting = true;
                 s.set_due(ep, due);
             }
         }
@@ -238,84 +294,304 @@ async fn load(shared: &Arc<Shared>) {
     }
 }
 
-pub async fn run(shared: Arc<Shared>) {
+async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
     load(&shared).await;
+    // Set when every global slot is taken: then only a finished try (an event) can help.
+    let mut out_of_permits = false;
     loop {
-        let now = Timestamp::now().millis();
-        let (head, wake_at, stopping) = {
-            let mut s = shared.lock();
-            (s.take_head(now), s.next_wake(), s.stopping)
-        };
-        if stopping {
+        while let Ok(ev) = rx.try_recv() {
+            out_of_permits &= !matches!(ev, Event::Finished { .. });
+            handle(&shared, ev);
+        }
+        if shared.lock().stopping {
             return;
         }
-        let Some(ep) = head else {
-            let wait = wake_at
-                .map(|t| {
-                    Duration::from_millis((t - now).clamp(1, MAX_IDLE.as_millis() as i64) as u64)
-                })
-                .unwrap_or(MAX_IDLE);
-            tokio::select! {
-                () = shared.wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+        let now = Timestamp::now().millis();
+        if !out_of_permits {
+            // A bounded round, so events (finished tries) are heard between rounds.
+            for _ in 0..64 {
+                let head = shared.lock().take_head(now);
+                let Some((due, ep)) = head else { break };
+                if !dispatch(&shared, ep, due, now) {
+                    out_of_permits = true;
+                    break;
+                }
             }
-            continue;
+        }
+        let wake_at = shared.lock().next_wake();
+        let wait = match wake_at {
+            _ if out_of_permits => MAX_IDLE,
+            Some(t) if t <= now => Duration::ZERO,
+            Some(t) => Duration::from_millis((t - now).min(MAX_IDLE.as_millis() as i64) as u64),
+            None => MAX_IDLE,
         };
-        dispatch_endpoint(&shared, ep, now).await;
+        if wait.is_zero() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => {
+                    out_of_permits &= !matches!(ev, Event::Finished { .. });
+                    handle(&shared, ev);
+                }
+                None => return,
+            },
+            () = tokio::time::sleep(wait) => {}
+        }
     }
 }
 
-/// Start as many due tasks of `ep` as its cap allows, then re-list it if it has more.
-async fn dispatch_endpoint(shared: &Arc<Shared>, ep: EpRef, now: i64) {
+fn handle(shared: &Arc<Shared>, ev: Event) {
+    let now = Timestamp::now().millis();
     let cap = shared.opts.endpoint_concurrency;
-    // Fetch and mark running under one lock hold, so nothing (fast recovery) moves them meanwhile.
-    let tasks: Vec<QueuedTask> = {
-        let mut s = shared.lock();
-        let free = cap.saturating_sub(s.running.get(&ep).copied().unwrap_or(0));
-        if free == 0 {
-            return; // re-listed by `finished` when a try ends
+    match ev {
+        Event::Wake => {}
+        Event::Enqueued(ep) => shared.lock().set_due(ep, now),
+        Event::Moved(ep) => {
+            let mut s = shared.lock();
+            if let Some(e) = s.endpoints.get_mut(&ep) {
+                e.moving = false;
+                s.set_due(ep, now);
+            }
         }
-        match shared
-            .store
-            .due_tasks(&ep.0, &ep.1, now, free, &s.running_keys)
-        {
-            Ok(t) => {
-                for task in &t {
-                    s.running_keys.insert(task.key.clone());
-                }
-                if !t.is_empty() {
-                    *s.running.entry(ep.clone()).or_default() += t.len();
-                }
-                t
+        Event::Finished { ep, key, report } => {
+            let mut s = shared.lock();
+            let e = s.endpoint(&ep, cap);
+            e.running.remove(&key);
+            let closed = e.breaker.record(report.signal, now);
+            if closed {
+                tracing::info!(endpoint = %ep.1, "endpoint answers again: circuit breaker closed");
+            } else if report.signal == Signal::Unhealthy
+                && e.breaker.state() == breaker::State::Open
+                && e.breaker.opened_at() == Some(now)
+            {
+                tracing::warn!(endpoint = %ep.1, "endpoint failing: circuit breaker open, one probe at a time");
             }
-            Err(e) => {
-                tracing::error!(error = %e, "reading the queue failed");
-                return;
+            if report.retrying {
+                e.retries_waiting = true;
             }
+            if report.bookkeeping_failed {
+                e.hold_until = now + BOOKKEEPING_BACKOFF_MS;
+            }
+            let recover = shared.opts.fast_recovery
+                && report.signal == Signal::Success
+                && std::mem::take(&mut e.retries_waiting);
+            if recover {
+                e.moving = true;
+            }
+            let app = ep.0.clone();
+            if let Some(a) = s.apps.get_mut(&app) {
+                a.running = a.running.saturating_sub(1);
+            }
+            // The application has a free slot again: its parked endpoints may go.
+            let total = shared.opts.max_concurrency;
+            let share = s.app_share(&app, total);
+            let parked = match s.apps.get_mut(&app) {
+                Some(a) if a.running < share => std::mem::take(&mut a.parked),
+                _ => Vec::new(),
+            };
+            for p in parked {
+                if let Some(pe) = s.endpoints.get_mut(&p) {
+                    pe.parked = false;
+                }
+                s.set_due(p, now);
+            }
+            s.prune_app(&app);
+            // Look at the endpoint again: it may have more due, or be idle now.
+            s.set_due(ep.clone(), now);
+            drop(s);
+            if recover {
+                bring_forward(shared, ep);
+            }
+        }
+    }
+}
+
+/// Start what may start of `ep`'s due tasks. False when the global capacity is used up (the
+/// endpoint is listed again and the caller waits for a try to end).
+fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
+    let cap = shared.opts.endpoint_concurrency;
+    let total = shared.opts.max_concurrency;
+    let (n, skip) = {
+        let mut s = shared.lock();
+        let share = s.app_share(&ep.0, total);
+        let app_running = s.apps.get(&ep.0).map_or(0, |a| a.running);
+        let e = s.endpoint(&ep, cap);
+        if e.moving {
+            return true; // listed again when the move ends
+        }
+        if e.hold_until > now {
+            let until = e.hold_until;
+            s.set_due(ep, until);
+            return true;
+        }
+        let ep_free = e.breaker.limit().saturating_sub(e.running.len());
+        if ep_free == 0 {
+            return true; // listed again when one of its tries ends
+        }
+        let app_free = share.saturating_sub(app_running);
+        if app_free == 0 {
+            if !std::mem::replace(&mut e.parked, true) {
+                s.apps.entry(ep.0.clone()).or_default().parked.push(ep);
+            }
+            return true;
+        }
+        let global_free = shared.permits.available_permits();
+        if global_free == 0 {
+            s.set_due(ep, due);
+            return false;
+        }
+        let skip: HashSet<Vec<u8>> = e.running.keys().cloned().collect();
+        (ep_free.min(app_free).min(global_free), skip)
+    };
+    let tasks: Vec<QueuedTask> = match shared.store.due_tasks(&ep.0, &ep.1, now, n, &skip) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the queue failed");
+            let mut s = shared.lock();
+            s.endpoint(&ep, cap).hold_until = now + BOOKKEEPING_BACKOFF_MS;
+            s.set_due(ep, now + BOOKKEEPING_BACKOFF_MS);
+            return true;
         }
     };
+    let started = tasks.len();
+    let (saturated, skip) = {
+        let mut s = shared.lock();
+        let e = s.endpoint(&ep, cap);
+        for t in &tasks {
+            e.running.insert(t.key.clone(), t.task.msg_id.clone());
+        }
+        let saturated = e.running.len() >= e.breaker.limit();
+        let skip: HashSet<Vec<u8>> = if saturated || started == n {
+            HashSet::new()
+        } else {
+            e.running.keys().cloned().collect()
+        };
+        if started > 0 {
+            s.apps.entry(ep.0.clone()).or_default().running += started;
+        }
+        (saturated, skip)
+    };
     for task in tasks {
-        let Ok(permit) = shared.permits.clone().acquire_owned().await else {
-            shared.finished(&ep, &task.key, false);
+        // Only the dispatcher takes permits, and it saw enough free: this cannot fail.
+        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+            let _ = shared.events.send(Event::Finished {
+                ep: ep.clone(),
+                key: task.key,
+                report: worker::Report::not_tried(),
+            });
             continue;
         };
         let shared = shared.clone();
         let ep = ep.clone();
         tokio::spawn(async move {
-            let retrying = worker::try_task(&shared, &ep, &task).await;
-            shared.finished(&ep, &task.key, retrying);
+            let report = worker::try_task(&shared, &ep, &task).await;
             drop(permit);
+            let _ = shared.events.send(Event::Finished {
+                ep,
+                key: task.key,
+                report,
+            });
         });
     }
-    // More due now? Re-list unless saturated (then `finished` re-lists it).
-    let next = {
-        let s = shared.lock();
-        if s.running.get(&ep).copied().unwrap_or(0) >= cap {
-            return;
+    if saturated {
+        return true; // listed again when one of its tries ends
+    }
+    if started == n {
+        // Maybe more due: look again in the next round.
+        shared.lock().set_due(ep, now);
+        return true;
+    }
+    // Everything due has started: list the endpoint at its next due time, or let it go.
+    match shared.store.next_due(&ep.0, &ep.1, &skip) {
+        Ok(Some(next)) => shared.lock().set_due(ep, next),
+        Ok(None) => shared.lock().prune(&ep),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the queue failed");
+            shared.lock().set_due(ep, now + BOOKKEEPING_BACKOFF_MS);
         }
-        shared.store.next_due(&ep.0, &ep.1, &s.running_keys)
-    };
-    if let Ok(Some(due)) = next {
-        shared.lock().set_due(ep, due);
+    }
+    true
+}
+
+/// The endpoint answered 2xx after retries were scheduled: bring them forward, in chunks, off the
+/// runtime. Nothing of the endpoint starts meanwhile (`moving`), so no task moves while it starts.
+fn bring_forward(shared: &Arc<Shared>, ep: EpRef) {
+    let skip: HashSet<Vec<u8>> = shared
+        .lock()
+        .endpoints
+        .get(&ep)
+        .map(|e| e.running.keys().cloned().collect())
+        .unwrap_or_default();
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let now = Timestamp::now().millis();
+        let mut total = 0;
+        loop {
+            match shared
+                .store
+                .bring_forward(&ep.0, &ep.1, now, &skip, RECOVERY_CHUNK)
+            {
+                Ok(n) => {
+                    total += n;
+                    if n < RECOVERY_CHUNK {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "fast recovery failed");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(endpoint = %ep.1, moved = total, "endpoint recovered: retries brought forward");
+        }
+        let _ = shared.events.send(Event::Moved(ep));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(app: &AppId) -> EpRef {
+        (app.clone(), EndpointId::generate())
+    }
+
+    #[test]
+    fn applications_share_the_capacity_with_headroom_for_a_newcomer() {
+        let mut s = Schedule::default();
+        let (a, b) = (AppId::generate(), AppId::generate());
+        assert_eq!(s.app_share(&a, 512), 384, "a quarter stays free for others");
+        s.apps.entry(a.clone()).or_default().running = 300;
+        assert_eq!(s.app_share(&b, 512), 192, "a newcomer counts itself");
+        assert_eq!(s.app_share(&a, 512), 384);
+        s.apps.entry(b.clone()).or_default().running = 1;
+        assert_eq!(s.app_share(&a, 512), 192);
+        assert_eq!(s.app_share(&a, 1), 1, "never zero");
+    }
+
+    #[test]
+    fn idle_endpoints_and_apps_are_forgotten() {
+        let mut s = Schedule::default();
+        let app = AppId::generate();
+        let e = ep(&app);
+        s.endpoint(&e, 8)
+            .running
+            .insert(vec![1], MessageId::generate());
+        s.prune(&e);
+        assert!(s.endpoints.contains_key(&e), "running: kept");
+        s.endpoint(&e, 8).running.clear();
+        s.set_due(e.clone(), 5);
+        s.prune(&e);
+        assert!(s.endpoints.contains_key(&e), "listed: kept");
+        s.take_head(10);
+        s.prune(&e);
+        assert!(!s.endpoints.contains_key(&e));
+        s.apps.entry(app.clone()).or_default();
+        s.prune_app(&app);
+        assert!(s.apps.is_empty());
     }
 }

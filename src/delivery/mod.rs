@@ -1,8 +1,10 @@
 //! Delivery: takes due tasks from the durable queue, signs and POSTs each message to its endpoint,
-//! records every try and schedules retries. Isolation comes from per-endpoint concurrency caps and
-//! a dispatcher that picks work endpoint by endpoint; memory holds only the running tasks and one
-//! entry per endpoint with queued work. Only this module knows reqwest.
+//! records every try and schedules retries. Isolation comes from a circuit breaker per endpoint,
+//! a fair share of the capacity per application, and a dispatcher that never waits on a slot
+//! (see `dispatcher`); memory holds only the running tasks and one entry per endpoint with queued
+//! work. Only this module knows reqwest.
 
+mod breaker;
 mod client;
 mod dispatcher;
 pub mod retry;
@@ -13,11 +15,16 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{AppId, EndpointId};
+use crate::domain::{AppId, EndpointId, MessageId, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+pub use breaker::State as BreakerState;
 pub use client::{post_json, probe, ClientError};
+pub use dispatcher::EndpointLoad;
+
+/// Failed destinations read per page by recover.
+const RECOVER_PAGE: usize = 1000;
 
 /// Delivery settings (from `[delivery]` in the configuration).
 #[derive(Debug, Clone)]
@@ -72,10 +79,9 @@ impl Delivery {
         opts: DeliveryOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Delivery, ClientError> {
-        let shared = dispatcher::Shared::new(store, opts, metrics)?;
-        let d = Delivery { shared };
-        tokio::spawn(dispatcher::run(d.shared.clone()));
-        Ok(d)
+        Ok(Delivery {
+            shared: dispatcher::start(store, opts, metrics)?,
+        })
     }
 
     /// Tasks of these endpoints are due now (a message was accepted, a resend was queued).
@@ -83,9 +89,56 @@ impl Delivery {
         self.shared.enqueued(app, endpoints);
     }
 
-    /// Tries running now to one endpoint.
-    pub fn running(&self, app: &AppId, ep: &EndpointId) -> usize {
-        self.shared.running(app, ep)
+    /// Tries running now to one endpoint, its current cap and its circuit breaker.
+    pub fn load_of(&self, app: &AppId, ep: &EndpointId) -> EndpointLoad {
+        self.shared.load_of(app, ep)
+    }
+
+    /// Whether a try of `msg` to `ep` is running now (its destination shows "sending").
+    pub fn in_flight(&self, app: &AppId, ep: &EndpointId, msg: &MessageId) -> bool {
+        self.shared.in_flight(app, ep, msg)
+    }
+
+    /// Queue a manual try of every message created in `[since, until)` whose delivery to `ep`
+    /// failed. Runs in the background, page by page (memory stays bounded whatever the history),
+    /// until done or until shutdown.
+    pub fn recover(&self, app: AppId, ep: EndpointId, since: Timestamp, until: Option<Timestamp>) {
+        let shared = self.shared.clone();
+        self.shared.spawn_job(async move {
+            let mut after: Option<MessageId> = None;
+            let mut queued = 0;
+            loop {
+                let (store, a, e, from) = (shared.store.clone(), app.clone(), ep.clone(), after);
+                let page = tokio::task::spawn_blocking(move || {
+                    store.failed_messages(&a, &e, since, until, from.as_ref(), RECOVER_PAGE)
+                })
+                .await;
+                let (ids, next) = match page {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "recover: reading failed messages failed");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "recover: reading failed messages failed");
+                        return;
+                    }
+                };
+                if !ids.is_empty() {
+                    if let Err(e) = shared.store.enqueue_manual(&app, &ep, &ids).await {
+                        tracing::error!(error = %e, "recover: queueing failed");
+                        return;
+                    }
+                    queued += ids.len();
+                    shared.enqueued(&app, std::slice::from_ref(&ep));
+                }
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            tracing::info!(endpoint = %ep, messages = queued, "recover queued");
+        });
     }
 
     /// Stop starting tries and wait up to `grace` for running ones to finish.

@@ -1,29 +1,51 @@
-//! One try of one task: load the endpoint and message, sign, POST, then record the attempt and
-//! decide what follows (done, retry later, give up), including the endpoint-level consequences
-//! (410 Gone disables it; exhausting messages with no success for long disables it; a success
-//! after failures triggers fast recovery).
+//! One try of one task: load the endpoint and message, sign, POST, record the outcome (one
+//! transaction: attempt, destination, task removed or rescheduled, health clock), and apply the
+//! endpoint-level consequences (410 Gone disables it; exhausting messages with no success for long
+//! disables it). It reports back what the try said; the dispatcher decides what follows.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::breaker::Signal;
 use super::client::{headers, Outcome};
 use super::dispatcher::{EpRef, Shared};
 use super::retry::{jitter_sample, next_delay, Failure};
 use super::signer::sign;
 use crate::domain::{
-    Attempt, AttemptId, DeliveryStatus, Destination, Endpoint, EndpointHealth, Message, Task,
-    Timestamp, Trigger,
+    Attempt, AttemptId, DeliveryStatus, Endpoint, HealthEvent, Message, Task, Timestamp, Trigger,
 };
 use crate::metrics;
 use crate::store::{QueuedTask, StoreError, TryRecord};
 
-/// Run one try; returns whether the task was rescheduled for a retry.
-pub async fn try_task(shared: &Arc<Shared>, ep: &EpRef, qt: &QueuedTask) -> bool {
+/// What one try told the dispatcher.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    pub signal: Signal,
+    /// The task was rescheduled for a retry.
+    pub retrying: bool,
+    /// The store could not record the outcome: the task is still due as it was.
+    pub bookkeeping_failed: bool,
+}
+
+impl Report {
+    pub fn not_tried() -> Report {
+        Report {
+            signal: Signal::Neutral,
+            retrying: false,
+            bookkeeping_failed: false,
+        }
+    }
+}
+
+/// Run one try.
+pub async fn try_task(shared: &Arc<Shared>, ep: &EpRef, qt: &QueuedTask) -> Report {
     match try_inner(shared, ep, qt).await {
-        Ok(retrying) => retrying,
+        Ok(report) => report,
         Err(e) => {
             tracing::error!(error = %e, endpoint = %ep.1, "delivery bookkeeping failed");
-            false
+            Report {
+                bookkeeping_failed: true,
+                ..Report::not_tried()
+            }
         }
     }
 }
@@ -32,26 +54,21 @@ async fn try_inner(
     shared: &Arc<Shared>,
     ep_ref: &EpRef,
     qt: &QueuedTask,
-) -> Result<bool, StoreError> {
+) -> Result<Report, StoreError> {
     let store = &shared.store;
     let (app, ep_id) = ep_ref;
     let Some(ep) = store.get_endpoint(app, ep_id.as_str())? else {
         store.drop_task(&qt.key)?;
-        return Ok(false);
+        return Ok(Report::not_tried());
     };
     let Some(msg) = store.get_message(app, qt.task.msg_id.as_str())? else {
         store.drop_task(&qt.key)?;
-        return Ok(false);
+        return Ok(Report::not_tried());
     };
     if ep.disabled && qt.task.trigger == Trigger::Scheduled {
         // The give-up is visible as a failed destination; the endpoint shows why it is disabled.
-        let dest = Destination {
-            status: DeliveryStatus::Fail,
-            next_attempt: None,
-            updated_at: Timestamp::now(),
-        };
-        store.give_up(&qt.key, &msg, &ep, &dest)?;
-        return Ok(false);
+        store.give_up(&qt.key, app, ep_id, &msg.id)?;
+        return Ok(Report::not_tried());
     }
 
     let outcome = post(shared, &ep, &msg).await;
@@ -77,30 +94,8 @@ async fn try_inner(
         ),
         _ => None,
     };
-    // Only a manual try needs the state before it: it must not overrule the schedule's own.
-    let previous = match qt.task.trigger {
-        Trigger::Manual => store.destination(app, ep_id, &msg.id)?,
-        Trigger::Scheduled => None,
-    };
-    let status = if success {
-        DeliveryStatus::Success
-    } else if retry_in.is_some() {
-        DeliveryStatus::Pending
-    } else if qt.task.trigger == Trigger::Manual {
-        match &previous {
-            Some(d) => d.status,
-            // No outcome yet: the scheduled try is still to come, if the message went here.
-            None if msg.destinations.contains(ep_id) => DeliveryStatus::Pending,
-            None => DeliveryStatus::Fail,
-        }
-    } else {
-        DeliveryStatus::Fail
-    };
-    let next_attempt = match retry_in {
-        Some(d) => Some(now.plus_millis(d.as_millis() as i64)),
-        None if status == DeliveryStatus::Pending => previous.and_then(|d| d.next_attempt),
-        None => None,
-    };
+    let exhausted =
+        !success && !gone && retry_in.is_none() && qt.task.trigger == Trigger::Scheduled;
     let record = TryRecord {
         task_key: qt.key.clone(),
         attempt: Attempt {
@@ -120,15 +115,9 @@ async fn try_inner(
             trigger: qt.task.trigger,
             created_at: now,
         },
-        destination: Destination {
-            status,
-            next_attempt,
-            updated_at: now,
-        },
         retry: retry_in.map(|d| {
-            let due = now.millis() + d.as_millis() as i64;
             (
-                due,
+                now.millis() + d.as_millis() as i64,
                 Task {
                     msg_id: msg.id.clone(),
                     tries,
@@ -136,17 +125,37 @@ async fn try_inner(
                 },
             )
         }),
+        fanned_out_here: msg.destinations.contains(ep_id),
+        health: if success {
+            HealthEvent::Success
+        } else if exhausted {
+            HealthEvent::Exhausted
+        } else {
+            HealthEvent::Other
+        },
     };
-    store.finish_try(&record)?;
+    let health = store.finish_try(&record)?;
 
-    if success {
-        on_success(shared, ep_ref, now)?;
-    } else if gone {
+    if gone {
         disable(shared, ep_ref, "the endpoint answered 410 Gone".to_string()).await?;
-    } else if retry_in.is_none() && qt.task.trigger == Trigger::Scheduled {
-        on_exhausted(shared, ep_ref, now).await?;
+    } else if exhausted {
+        let limit = shared.opts.disable_after.as_millis() as i64;
+        if let Some(since) = health
+            .failing_since
+            .filter(|_| health.failing_for(now, limit))
+        {
+            let reason = format!(
+                "messages exhausted their retries with no success since {}",
+                since.to_rfc3339()
+            );
+            disable(shared, ep_ref, reason).await?;
+        }
     }
-    Ok(retry_in.is_some())
+    Ok(Report {
+        signal: Signal::of(outcome.status, !success),
+        retrying: retry_in.is_some(),
+        bookkeeping_failed: false,
+    })
 }
 
 async fn post(shared: &Shared, ep: &Endpoint, msg: &Message) -> Outcome {
@@ -178,36 +187,6 @@ async fn post(shared: &Shared, ep: &Endpoint, msg: &Message) -> Outcome {
         .client
         .post(&ep.url, headers(all), msg.payload.clone())
         .await
-}
-
-fn on_success(shared: &Arc<Shared>, ep: &EpRef, now: Timestamp) -> Result<(), StoreError> {
-    // The stored clock only needs clearing once per healthy stretch.
-    if shared.mark_healthy(ep) {
-        let h = EndpointHealth {
-            failing_since: None,
-            last_success: Some(now),
-        };
-        shared.store.set_endpoint_health(&ep.0, &ep.1, &h)?;
-    }
-    shared.succeeded(ep);
-    Ok(())
-}
-
-/// A message exhausted its retries: start or check the endpoint's failure clock.
-async fn on_exhausted(shared: &Arc<Shared>, ep: &EpRef, now: Timestamp) -> Result<(), StoreError> {
-    shared.mark_failing(ep);
-    let mut health = shared.store.endpoint_health(&ep.0, &ep.1)?;
-    let since = *health.failing_since.get_or_insert(now);
-    shared.store.set_endpoint_health(&ep.0, &ep.1, &health)?;
-    let limit = shared.opts.disable_after;
-    if Duration::from_millis((now.millis() - since.millis()).max(0) as u64) >= limit {
-        let reason = format!(
-            "messages exhausted their retries with no success since {}",
-            since.to_rfc3339()
-        );
-        disable(shared, ep, reason).await?;
-    }
-    Ok(())
 }
 
 async fn disable(shared: &Shared, ep: &EpRef, reason: String) -> Result<(), StoreError> {

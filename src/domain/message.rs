@@ -114,6 +114,104 @@ pub struct Destination {
     pub updated_at: Timestamp,
 }
 
+impl Destination {
+    /// The state a destination is shown in: its record if a try has ended, else pending (it was
+    /// fanned out to at acceptance and waits for its first try); "sending" while a try of this
+    /// message to this endpoint is in flight and no outcome is final yet.
+    pub fn shown(record: Option<&Destination>, in_flight: bool) -> DeliveryStatus {
+        let stored = record.map_or(DeliveryStatus::Pending, |d| d.status);
+        if in_flight && stored == DeliveryStatus::Pending {
+            DeliveryStatus::Sending
+        } else {
+            stored
+        }
+    }
+
+    /// The state after a try ends. `retry_at` is when the schedule tries again (a failed
+    /// scheduled try with tries left). A manual try (resend, recover) never overrules the
+    /// schedule's own state unless it succeeds: without a `previous` record the scheduled try is
+    /// still to come if the message was fanned out here (`fanned_out_here`).
+    pub fn after_try(
+        success: bool,
+        retry_at: Option<Timestamp>,
+        trigger: Trigger,
+        previous: Option<&Destination>,
+        fanned_out_here: bool,
+        now: Timestamp,
+    ) -> Destination {
+        let (status, next_attempt) = if success {
+            (DeliveryStatus::Success, None)
+        } else if retry_at.is_some() {
+            (DeliveryStatus::Pending, retry_at)
+        } else if trigger == Trigger::Manual {
+            match previous {
+                Some(d) => (d.status, d.next_attempt),
+                None if fanned_out_here => (DeliveryStatus::Pending, None),
+                None => (DeliveryStatus::Fail, None),
+            }
+        } else {
+            (DeliveryStatus::Fail, None)
+        };
+        Destination {
+            status,
+            next_attempt,
+            updated_at: now,
+        }
+    }
+
+    /// A task given up without a try (its endpoint is disabled).
+    pub fn given_up(now: Timestamp) -> Destination {
+        Destination {
+            status: DeliveryStatus::Fail,
+            next_attempt: None,
+            updated_at: now,
+        }
+    }
+}
+
+/// What a try means for its endpoint's health clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// A 2xx answer.
+    Success,
+    /// A scheduled message ran out of retries.
+    Exhausted,
+    /// Anything else: the clock does not move.
+    Other,
+}
+
+/// A success refreshes `last_success` at most this often, so a busy endpoint does not write its
+/// health on every delivery.
+const LAST_SUCCESS_GRANULARITY_MS: i64 = 60_000;
+
+impl EndpointHealth {
+    /// The clock after `event`, or `None` when nothing worth storing changed.
+    pub fn after(&self, event: HealthEvent, now: Timestamp) -> Option<EndpointHealth> {
+        match event {
+            HealthEvent::Success => {
+                let fresh = self
+                    .last_success
+                    .is_some_and(|t| now.millis() - t.millis() < LAST_SUCCESS_GRANULARITY_MS);
+                (self.failing_since.is_some() || !fresh).then_some(EndpointHealth {
+                    failing_since: None,
+                    last_success: Some(now),
+                })
+            }
+            HealthEvent::Exhausted if self.failing_since.is_none() => Some(EndpointHealth {
+                failing_since: Some(now),
+                last_success: self.last_success,
+            }),
+            HealthEvent::Exhausted | HealthEvent::Other => None,
+        }
+    }
+
+    /// Whether messages have been exhausting with no success for at least `limit_ms`.
+    pub fn failing_for(&self, now: Timestamp, limit_ms: i64) -> bool {
+        self.failing_since
+            .is_some_and(|since| now.millis() - since.millis() >= limit_ms)
+    }
+}
+
 /// One HTTP try. `response_status_code` is 0 when no response came; `response` then holds the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -168,6 +266,54 @@ mod tests {
             DeliveryStatus::overall([Pending, Fail, Success]),
             Some(Fail)
         );
+    }
+
+    #[test]
+    fn destination_states_follow_the_try_and_the_trigger() {
+        use DeliveryStatus::*;
+        let now = Timestamp(1_000);
+        let later = Timestamp(9_000);
+        let failed = Destination::given_up(now);
+        assert_eq!(Destination::shown(None, false), Pending);
+        assert_eq!(Destination::shown(None, true), Sending);
+        assert_eq!(Destination::shown(Some(&failed), true), Fail);
+        let ok = Destination::after_try(true, None, Trigger::Scheduled, None, true, now);
+        assert_eq!((ok.status, ok.next_attempt), (Success, None));
+        let retry = Destination::after_try(false, Some(later), Trigger::Scheduled, None, true, now);
+        assert_eq!((retry.status, retry.next_attempt), (Pending, Some(later)));
+        let out = Destination::after_try(false, None, Trigger::Scheduled, None, true, now);
+        assert_eq!(out.status, Fail);
+        // A failed manual try keeps the schedule's state.
+        let manual = Destination::after_try(false, None, Trigger::Manual, Some(&retry), true, now);
+        assert_eq!((manual.status, manual.next_attempt), (Pending, Some(later)));
+        let first = Destination::after_try(false, None, Trigger::Manual, None, true, now);
+        assert_eq!(first.status, Pending);
+        let elsewhere = Destination::after_try(false, None, Trigger::Manual, None, false, now);
+        assert_eq!(elsewhere.status, Fail);
+    }
+
+    #[test]
+    fn the_health_clock_starts_on_exhaustion_and_clears_on_success() {
+        let h = EndpointHealth::default();
+        let t = |ms| Timestamp(ms);
+        let failing = h.after(HealthEvent::Exhausted, t(1_000)).unwrap();
+        assert_eq!(failing.failing_since, Some(t(1_000)));
+        assert_eq!(
+            failing.after(HealthEvent::Exhausted, t(2_000)),
+            None,
+            "keeps its start"
+        );
+        assert!(!failing.failing_for(t(5_000), 10_000));
+        assert!(failing.failing_for(t(11_000), 10_000));
+        let ok = failing.after(HealthEvent::Success, t(3_000)).unwrap();
+        assert_eq!((ok.failing_since, ok.last_success), (None, Some(t(3_000))));
+        assert_eq!(
+            ok.after(HealthEvent::Success, t(4_000)),
+            None,
+            "no write per success"
+        );
+        assert!(ok.after(HealthEvent::Success, t(70_000)).is_some());
+        assert_eq!(ok.after(HealthEvent::Other, t(70_000)), None);
     }
 
     fn ep(types: Option<&[&str]>, channels: Option<&[&str]>) -> Endpoint {

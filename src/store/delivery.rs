@@ -1,9 +1,13 @@
 //! Delivery state in the store: the queue (tasks grouped by endpoint, ordered by due time), the
-//! outcome of each try (attempt, destination state, task removed or moved to its retry time),
-//! endpoint health, and the reads behind the attempts API. Progress writes do not wait for the
-//! group commit: losing one in a crash means one extra delivery, which at-least-once allows.
+//! outcome of each try (attempt, destination state, task removed or moved to its retry time,
+//! endpoint health) written as one transaction, and the reads behind the attempts API. Progress
+//! writes do not wait for the group commit: losing one in a crash means the try runs again, which
+//! at-least-once allows; being one transaction, a crash never leaves half a try recorded (two
+//! retry chains, or an attempt without its reschedule).
 
 use std::collections::HashSet;
+
+use sled::Transactional;
 
 use super::codec::{decode, encode};
 use super::keys::{self, prefix_end};
@@ -11,7 +15,7 @@ use super::page::{scan, scan_entries, Page, PageQuery};
 use super::{Store, StoreError};
 use crate::domain::{
     AppId, Attempt, AttemptId, DeliveryStatus, Destination, EndpointHealth, EndpointId,
-    EndpointRef, Message, MessageId, Task, Timestamp, Trigger,
+    EndpointRef, HealthEvent, Message, MessageId, Task, Timestamp, Trigger,
 };
 
 /// A task as it sits in the queue.
@@ -22,14 +26,17 @@ pub struct QueuedTask {
     pub task: Task,
 }
 
-/// Everything one finished try changes.
+/// Everything one finished try changes. The destination's new state is derived inside the write
+/// (see [`Destination::after_try`]) from the one stored, so a concurrent manual try cannot be lost.
 #[derive(Debug, Clone)]
 pub struct TryRecord {
     pub task_key: Vec<u8>,
     pub attempt: Attempt,
-    pub destination: Destination,
     /// Retry: move the task to this due time with this state. `None` removes it.
     pub retry: Option<(i64, Task)>,
+    /// The message was fanned out to this endpoint at acceptance.
+    pub fanned_out_here: bool,
+    pub health: HealthEvent,
 }
 
 impl Store {
@@ -103,43 +110,91 @@ impl Store {
         Ok(None)
     }
 
-    /// Record a finished try: attempt, destination, then the task removed or moved. Not awaited.
-    pub fn finish_try(&self, rec: &TryRecord) -> Result<(), StoreError> {
+    /// Record a finished try in one transaction: the attempt (and its index entry), the
+    /// destination's state, the task removed or moved to its retry time, and the endpoint's health
+    /// clock. Returns the clock as it stands after. Not awaited (see the module note).
+    pub fn finish_try(&self, rec: &TryRecord) -> Result<EndpointHealth, StoreError> {
         let _gate = self.write_gate();
         let i = &self.inner;
         let a = &rec.attempt;
-        i.attempts
-            .insert(keys::attempt(&a.app_id, &a.msg_id, &a.id), encode(a)?)?;
-        i.attempts_by_ep.insert(
-            keys::attempt_by_ep(&a.app_id, &a.endpoint_id, &a.id),
-            encode(&a.msg_id)?,
-        )?;
-        i.destinations.insert(
-            keys::destination(&a.app_id, &a.endpoint_id, &a.msg_id),
-            encode(&rec.destination)?,
-        )?;
-        if let Some((due, task)) = &rec.retry {
-            let key = keys::queue(&a.app_id, &a.endpoint_id, *due, self.next_seq()?);
-            i.queue.insert(key, encode(task)?)?;
-        }
-        i.queue.remove(&rec.task_key)?;
-        Ok(())
+        let attempt_key = keys::attempt(&a.app_id, &a.msg_id, &a.id);
+        let attempt_value = encode(a)?;
+        let by_ep_key = keys::attempt_by_ep(&a.app_id, &a.endpoint_id, &a.id);
+        let by_ep_value = encode(&a.msg_id)?;
+        let dest_key = keys::destination(&a.app_id, &a.endpoint_id, &a.msg_id);
+        let health_key = keys::endpoint(&a.app_id, &a.endpoint_id);
+        let retry = match &rec.retry {
+            Some((due, task)) => Some((
+                keys::queue(&a.app_id, &a.endpoint_id, *due, self.next_seq()?),
+                encode(task)?,
+                Timestamp(*due),
+            )),
+            None => None,
+        };
+        let success = a.status == DeliveryStatus::Success;
+        let trees = (
+            &i.attempts,
+            &i.attempts_by_ep,
+            &i.destinations,
+            &i.queue,
+            &i.endpoint_health,
+        );
+        let health = trees.transaction(|(attempts, by_ep, dests, queue, health)| {
+            attempts.insert(attempt_key.as_slice(), attempt_value.as_slice())?;
+            by_ep.insert(by_ep_key.as_slice(), by_ep_value.as_slice())?;
+            let previous: Option<Destination> = match dests.get(dest_key.as_slice())? {
+                Some(v) => Some(decode(&v).or_else(super::abort)?),
+                None => None,
+            };
+            let dest = Destination::after_try(
+                success,
+                retry.as_ref().map(|r| r.2),
+                a.trigger,
+                previous.as_ref(),
+                rec.fanned_out_here,
+                a.created_at,
+            );
+            dests.insert(dest_key.as_slice(), encode(&dest).or_else(super::abort)?)?;
+            if let Some((key, value, _)) = &retry {
+                queue.insert(key.as_slice(), value.as_slice())?;
+            }
+            #[cfg(test)]
+            if tests::CRASH_MID_TRY.with(|c| c.get()) {
+                return super::abort(StoreError::Durability("injected crash".into()));
+            }
+            queue.remove(rec.task_key.as_slice())?;
+            let clock: EndpointHealth = match health.get(health_key.as_slice())? {
+                Some(v) => decode(&v).or_else(super::abort)?,
+                None => EndpointHealth::default(),
+            };
+            Ok(match clock.after(rec.health, a.created_at) {
+                Some(next) => {
+                    health.insert(health_key.as_slice(), encode(&next).or_else(super::abort)?)?;
+                    next
+                }
+                None => clock,
+            })
+        })?;
+        Ok(health)
     }
 
-    /// Give up a task without trying (its endpoint is disabled): mark the destination, drop the task.
+    /// Give up a task without trying (its endpoint is disabled): mark the destination failed and
+    /// drop the task, in one transaction.
     pub fn give_up(
         &self,
         key: &[u8],
-        msg: &crate::domain::Message,
-        ep: &crate::domain::Endpoint,
-        dest: &Destination,
+        app: &AppId,
+        ep: &EndpointId,
+        msg: &MessageId,
     ) -> Result<(), StoreError> {
         let _gate = self.write_gate();
-        self.inner.destinations.insert(
-            keys::destination(&ep.app_id, &ep.id, &msg.id),
-            encode(dest)?,
-        )?;
-        self.inner.queue.remove(key)?;
+        let dest_key = keys::destination(app, ep, msg);
+        let dest = encode(&Destination::given_up(Timestamp::now()))?;
+        (&self.inner.destinations, &self.inner.queue).transaction(|(dests, queue)| {
+            dests.insert(dest_key.as_slice(), dest.as_slice())?;
+            queue.remove(key)?;
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -231,10 +286,8 @@ impl Store {
     pub fn message_status(&self, msg: &Message) -> Result<Option<DeliveryStatus>, StoreError> {
         let mut each = Vec::with_capacity(msg.destinations.len());
         for ep in &msg.destinations {
-            each.push(
-                self.destination(&msg.app_id, ep, &msg.id)?
-                    .map_or(DeliveryStatus::Pending, |d| d.status),
-            );
+            let record = self.destination(&msg.app_id, ep, &msg.id)?;
+            each.push(Destination::shown(record.as_ref(), false));
         }
         Ok(DeliveryStatus::overall(each))
     }
@@ -281,29 +334,40 @@ impl Store {
         until: Option<Timestamp>,
     ) -> Result<[u64; 4], StoreError> {
         let mut counts = [0u64; 4];
-        for r in self.destinations_between(app, ep, since, until) {
+        for r in self.destinations_between(app, ep, since, until, None) {
             let (_, d) = r?;
             counts[d.status.code() as usize] += 1;
         }
         Ok(counts)
     }
 
-    /// The messages created in `[since, until)` whose delivery to `ep` failed.
+    /// A page of the messages created in `[since, until)` whose delivery to `ep` failed, after
+    /// `after` (a message id from the previous page's cursor). Reads at most `scan` destination
+    /// records, so one call is bounded whatever the history; the cursor is `None` at the end.
     pub fn failed_messages(
         &self,
         app: &AppId,
         ep: &EndpointId,
         since: Timestamp,
         until: Option<Timestamp>,
-    ) -> Result<Vec<MessageId>, StoreError> {
+        after: Option<&MessageId>,
+        scan: usize,
+    ) -> Result<(Vec<MessageId>, Option<MessageId>), StoreError> {
         let mut out = Vec::new();
-        for r in self.destinations_between(app, ep, Some(since), until) {
+        let mut last = None;
+        let mut seen = 0;
+        for r in self.destinations_between(app, ep, Some(since), until, after) {
             let (msg, d) = r?;
-            if d.status == DeliveryStatus::Fail {
-                out.push(msg);
+            if seen == scan {
+                return Ok((out, last));
             }
+            seen += 1;
+            if d.status == DeliveryStatus::Fail {
+                out.push(msg.clone());
+            }
+            last = Some(msg);
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     fn destinations_between(
@@ -312,6 +376,7 @@ impl Store {
         ep: &EndpointId,
         since: Option<Timestamp>,
         until: Option<Timestamp>,
+        after: Option<&MessageId>,
     ) -> impl Iterator<Item = Result<(MessageId, Destination), StoreError>> {
         let prefix = keys::endpoint(app, ep);
         let bound = |t: Option<Timestamp>, upper: bool, default: Vec<u8>| match t {
@@ -322,7 +387,13 @@ impl Store {
             .concat(),
             None => default,
         };
-        let start = bound(since, false, prefix.clone());
+        let mut start = bound(since, false, prefix.clone());
+        if let Some(a) = after {
+            // Just past `after`'s key: the smallest key greater than it.
+            let mut past = keys::destination(app, ep, a);
+            past.push(0);
+            start = start.max(past);
+        }
         let end = bound(until, false, prefix_end(&prefix).unwrap_or_default());
         self.inner.destinations.range(start..end).map(|r| {
             let (k, v) = r?;
@@ -416,9 +487,145 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use std::cell::Cell;
+
     use crate::domain::*;
     use crate::store::{Store, StoreOptions, TryRecord};
+
+    thread_local! {
+        /// Makes the next `finish_try` on this thread stop between its writes, as a crash would.
+        pub(crate) static CRASH_MID_TRY: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn attempt(app: &AppId, msg: &MessageId, ep: &EndpointId, status: DeliveryStatus) -> Attempt {
+        Attempt {
+            id: AttemptId::generate(),
+            app_id: app.clone(),
+            msg_id: msg.clone(),
+            endpoint_id: ep.clone(),
+            url: "http://x".into(),
+            status,
+            response_status_code: if status == DeliveryStatus::Success {
+                200
+            } else {
+                500
+            },
+            response: String::new(),
+            duration_ms: 1,
+            trigger: Trigger::Scheduled,
+            created_at: Timestamp::now(),
+        }
+    }
+
+    fn message(app: &AppId, eps: &[EndpointId]) -> Message {
+        Message {
+            id: MessageId::generate(),
+            app_id: app.clone(),
+            event_type: "a.b".into(),
+            event_id: None,
+            channels: None,
+            tags: None,
+            payload: b"{}".to_vec(),
+            created_at: Timestamp::now(),
+            destinations: eps.to_vec(),
+        }
+    }
+
+    /// A crash between the writes of a try (here: after the retry is written, before the old task
+    /// is removed) leaves the try unrecorded, never two retry chains; the try then runs again.
+    #[tokio::test]
+    async fn a_crash_mid_try_leaves_one_retry_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let (app, ep) = (AppId::generate(), EndpointId::generate());
+        let m = message(&app, std::slice::from_ref(&ep));
+        store.create_message(&m, None).await.unwrap();
+        let all = |s: &Store| {
+            s.due_tasks(&app, &ep, i64::MAX, 100, &Default::default())
+                .unwrap()
+        };
+        let qt = all(&store).pop().unwrap();
+        let rec = TryRecord {
+            task_key: qt.key.clone(),
+            attempt: attempt(&app, &m.id, &ep, DeliveryStatus::Fail),
+            retry: Some((
+                Timestamp::now().millis() + 60_000,
+                Task {
+                    msg_id: m.id.clone(),
+                    tries: 1,
+                    trigger: Trigger::Scheduled,
+                },
+            )),
+            fanned_out_here: true,
+            health: HealthEvent::Other,
+        };
+        CRASH_MID_TRY.with(|c| c.set(true));
+        assert!(store.finish_try(&rec).is_err());
+        CRASH_MID_TRY.with(|c| c.set(false));
+        let left = all(&store);
+        assert_eq!(left.len(), 1, "one chain: the original task, untouched");
+        assert_eq!(left[0].key, qt.key);
+        assert_eq!(left[0].task.tries, 0);
+        assert!(store.destination(&app, &ep, &m.id).unwrap().is_none());
+        let q = crate::store::PageQuery {
+            limit: 10,
+            cursor: None,
+            descending: true,
+        };
+        assert!(store
+            .list_attempts_by_msg(&app, &m.id, &q, |_| true)
+            .unwrap()
+            .items
+            .is_empty());
+
+        // The try runs again and is recorded whole: one task, at its retry time.
+        store.finish_try(&rec).unwrap();
+        let left = all(&store);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].task.tries, 1);
+        assert_ne!(left[0].key, qt.key);
+        let d = store.destination(&app, &ep, &m.id).unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(
+            store
+                .list_attempts_by_msg(&app, &m.id, &q, |_| true)
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn the_health_clock_moves_with_the_try() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let (app, ep) = (AppId::generate(), EndpointId::generate());
+        for (status, event) in [
+            (DeliveryStatus::Fail, HealthEvent::Exhausted),
+            (DeliveryStatus::Success, HealthEvent::Success),
+        ] {
+            let m = message(&app, std::slice::from_ref(&ep));
+            store.create_message(&m, None).await.unwrap();
+            let qt = store
+                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
+                .unwrap()
+                .pop()
+                .unwrap();
+            let h = store
+                .finish_try(&TryRecord {
+                    task_key: qt.key,
+                    attempt: attempt(&app, &m.id, &ep, status),
+                    retry: None,
+                    fanned_out_here: true,
+                    health: event,
+                })
+                .unwrap();
+            assert_eq!(h, store.endpoint_health(&app, &ep).unwrap());
+            assert_eq!(h.failing_since.is_some(), event == HealthEvent::Exhausted);
+        }
+    }
 
     #[tokio::test]
     async fn queue_counts_stop_at_the_cap_and_message_status_follows_tries() {
@@ -461,25 +668,10 @@ mod tests {
             store
                 .finish_try(&TryRecord {
                     task_key: qt.key.clone(),
-                    attempt: Attempt {
-                        id: AttemptId::generate(),
-                        app_id: app.clone(),
-                        msg_id: msgs[0].id.clone(),
-                        endpoint_id: target.clone(),
-                        url: "http://x".into(),
-                        status,
-                        response_status_code: 200,
-                        response: String::new(),
-                        duration_ms: 1,
-                        trigger: Trigger::Scheduled,
-                        created_at: Timestamp::now(),
-                    },
-                    destination: Destination {
-                        status,
-                        next_attempt: None,
-                        updated_at: Timestamp::now(),
-                    },
+                    attempt: attempt(&app, &msgs[0].id, target, status),
                     retry: None,
+                    fanned_out_here: true,
+                    health: HealthEvent::Other,
                 })
                 .unwrap();
             let expected = if status == DeliveryStatus::Success {

@@ -137,12 +137,9 @@ mod tests {
                         trigger: Trigger::Scheduled,
                         created_at: m.created_at,
                     },
-                    destination: Destination {
-                        status: DeliveryStatus::Success,
-                        next_attempt: None,
-                        updated_at: now,
-                    },
                     retry: None,
+                    fanned_out_here: true,
+                    health: HealthEvent::Success,
                 })
                 .unwrap();
         }
