@@ -105,6 +105,7 @@ impl Store {
 
     /// Record a finished try: attempt, destination, then the task removed or moved. Not awaited.
     pub fn finish_try(&self, rec: &TryRecord) -> Result<(), StoreError> {
+        self.ensure_space(super::WriteKind::Progress)?;
         let _gate = self.write_gate();
         let i = &self.inner;
         let a = &rec.attempt;
