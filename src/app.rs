@@ -61,6 +61,8 @@ pub async fn run(
     let opts = StoreOptions {
         cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
         main_key,
+        min_free_bytes: config.store.min_free_mb * 1024 * 1024,
+        ballast_bytes: config.store.ballast_mb * 1024 * 1024,
     };
     let dir = config.server.data_dir.clone();
     // sled replays its log on open, which can take a while on a large store.
@@ -74,6 +76,7 @@ pub async fn run(
     let delivery = Delivery::start(store.clone(), config.delivery(), metrics.clone())?;
     let sweeper = tokio::spawn(sweep(store.clone(), config.store.retention_days));
     let ticker = tokio::spawn(tick_minutes(metrics.clone()));
+    let disk = tokio::spawn(watch_disk(store.clone()));
 
     let state = Arc::new(ApiState {
         auth: Auth::load(&store)?,
@@ -108,6 +111,7 @@ pub async fn run(
     }
     sweeper.abort();
     ticker.abort();
+    disk.abort();
     store.close()?;
     Ok(())
 }
@@ -142,6 +146,18 @@ async fn tick_minutes(metrics: Arc<crate::metrics::Metrics>) {
     loop {
         every.tick().await;
         metrics.tick(Timestamp::now().millis());
+    }
+}
+
+/// How often the disk is looked after (ballast, recovery after a full disk).
+const DISK_CARE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keep the emergency ballast, and notice the store failing to commit (or working again) even
+/// when no writer is waiting, so readiness tells the truth on an idle server.
+async fn watch_disk(store: Store) {
+    loop {
+        store.maintain_storage().await;
+        tokio::time::sleep(DISK_CARE_EVERY).await;
     }
 }
 

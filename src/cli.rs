@@ -27,7 +27,8 @@ pub enum Command {
     PrintConfig(ConfigArgs),
     /// Manage API tokens (on a stopped server: the data directory is used by one process at a time).
     Token(TokenArgs),
-    /// Probe a running Herald: exit 0 when its health endpoint answers 2xx (for systemd, Docker).
+    /// Probe a running Herald: exit 0 when its health endpoint answers 2xx, i.e. it is ready to take
+    /// writes (for systemd, Docker); point it at /api/v1/health/live for liveness only.
     Healthcheck(HealthcheckArgs),
     /// Run a local test receiver that prints each delivery and whether its signature verifies.
     Listen(ListenArgs),
@@ -80,7 +81,9 @@ pub enum TokenCommand {
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// Health URL [default: http://127.0.0.1:8080/api/v1/health].
+    /// Health URL [default: http://127.0.0.1:8080/api/v1/health]. That route answers 2xx while
+    /// Herald can accept writes (readiness, as /api/v1/health/ready); give
+    /// .../api/v1/health/live to check only that the process serves HTTP.
     #[arg(default_value = "http://127.0.0.1:8080/api/v1/health")]
     pub url: String,
     /// Seconds to wait for an answer.

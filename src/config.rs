@@ -80,6 +80,12 @@ pub struct StoreConfig {
     pub retention_days: u32,
     /// The key that seals endpoint secrets [default: main.key in the data directory].
     pub main_key_file: Option<PathBuf>,
+    /// MiB the data directory's file system keeps free: below it new records get 507 (delivery
+    /// progress may use half of it); 0 turns the check off.
+    pub min_free_mb: u64,
+    /// MiB of emergency ballast kept in the data directory, released when the disk fills so that
+    /// Herald can still start; 0 keeps none.
+    pub ballast_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -134,6 +140,8 @@ impl Default for StoreConfig {
             cache_capacity_mb: 64,
             retention_days: 90,
             main_key_file: None,
+            min_free_mb: 128,
+            ballast_mb: 64,
         }
     }
 }
@@ -242,6 +250,12 @@ impl Config {
         }
         if !(1..=65536).contains(&self.store.cache_capacity_mb) {
             return bad("store.cache_capacity_mb", "must be between 1 and 65536");
+        }
+        if self.store.min_free_mb > 1024 * 1024 {
+            return bad("store.min_free_mb", "must be at most 1048576 (1 TiB)");
+        }
+        if self.store.ballast_mb > 1024 * 1024 {
+            return bad("store.ballast_mb", "must be at most 1048576 (1 TiB)");
         }
         if !(16..=65536).contains(&self.limits.max_url_len) {
             return bad("limits.max_url_len", "must be between 16 and 65536");
@@ -419,6 +433,7 @@ mod tests {
         assert_eq!(c.server.max_body_bytes, 1024 * 1024);
         assert_eq!(c.delivery.retry_schedule.len(), 7);
         assert_eq!(c.delivery.request_timeout, 15.0);
+        assert_eq!((c.store.min_free_mb, c.store.ballast_mb), (128, 64));
     }
 
     #[test]

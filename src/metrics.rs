@@ -1,6 +1,7 @@
 //! Process-wide counters for `/metrics` (Prometheus text format): messages accepted, deliveries by
 //! outcome, a histogram of attempt durations. Gauges that live in the store (queue depth, oldest
-//! due task, disabled endpoints, store size) are read at scrape time by the API. Plain atomics:
+//! due task, disabled endpoints, store size, free disk space and writes refused for lack of it)
+//! are read at scrape time by the API. Plain atomics:
 //! counting costs a few nanoseconds on the hot paths. A once-a-minute snapshot of the counters
 //! keeps the last hour, per minute, for the admin dashboard (in memory: it restarts at zero).
 
@@ -101,6 +102,19 @@ pub struct StoreGauges {
     pub oldest_due_age_seconds: f64,
     pub disabled_endpoints: u64,
     pub store_bytes: u64,
+    pub storage: StorageGauges,
+}
+
+/// The store's disk, read fresh at each scrape (cheap, unlike the queue figures).
+#[derive(Debug, Clone, Default)]
+pub struct StorageGauges {
+    /// `None` when the file system cannot be read.
+    pub free_bytes: Option<u64>,
+    pub min_free_bytes: u64,
+    /// New writes are refused (disk under the reserve, or commits fail).
+    pub degraded: bool,
+    /// Writes refused for lack of disk space since start (answered 507).
+    pub refused_writes: u64,
 }
 
 impl Metrics {
@@ -240,7 +254,41 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        render_storage(&mut out, &g.storage);
         out
+    }
+}
+
+/// The disk figures, in the exposition text.
+fn render_storage(out: &mut String, s: &StorageGauges) {
+    let name = "herald_storage_full_rejections_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Writes refused for lack of disk space (answered 507) since start.\n\
+         # TYPE {name} counter\n{name} {}",
+        s.refused_writes
+    );
+    let mut gauges: Vec<(&str, &str, f64)> = vec![
+        (
+            "herald_storage_degraded",
+            "1 while new writes are refused: free disk space under the reserve, or the store cannot commit.",
+            if s.degraded { 1.0 } else { 0.0 },
+        ),
+        (
+            "herald_storage_min_free_bytes",
+            "The free-space reserve (store.min_free_mb) in bytes.",
+            s.min_free_bytes as f64,
+        ),
+    ];
+    if let Some(free) = s.free_bytes {
+        gauges.push((
+            "herald_storage_free_bytes",
+            "Bytes free for Herald on the data directory's file system.",
+            free as f64,
+        ));
+    }
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
 }
 
@@ -269,6 +317,30 @@ mod tests {
         assert!(text.contains("herald_attempt_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("herald_attempt_duration_seconds_count 3\n"));
         assert!(text.contains("herald_queue_depth 7\n"));
+        assert!(text.contains("herald_storage_full_rejections_total 0\n"));
+        assert!(text.contains("herald_storage_degraded 0\n"));
+        assert!(
+            !text.contains("herald_storage_free_bytes"),
+            "unknown: left out"
+        );
+    }
+
+    #[test]
+    fn storage_figures_render() {
+        let text = Metrics::default().render(&StoreGauges {
+            storage: StorageGauges {
+                free_bytes: Some(1024),
+                min_free_bytes: 2048,
+                degraded: true,
+                refused_writes: 3,
+            },
+            ..Default::default()
+        });
+        assert!(text.contains("# TYPE herald_storage_full_rejections_total counter\n"));
+        assert!(text.contains("herald_storage_full_rejections_total 3\n"));
+        assert!(text.contains("herald_storage_degraded 1\n"));
+        assert!(text.contains("herald_storage_free_bytes 1024\n"));
+        assert!(text.contains("herald_storage_min_free_bytes 2048\n"));
     }
 
     #[test]

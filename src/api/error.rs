@@ -1,6 +1,7 @@
 //! The one client-facing error type, mapped once to HTTP: `{"code","detail"}` for most errors and
 //! `{"detail":[{loc,msg,type}]}` for 422 validation errors, as Svix answers. A 500 never carries
-//! internals; they go to the log.
+//! internals; they go to the log. A write refused for lack of disk space is a 507 with
+//! `Retry-After` (the store counts and logs those, at most once a minute).
 
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -25,9 +26,14 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("validation failed")]
     Validation(Vec<ValidationError>),
+    #[error("the server is out of storage space: nothing was written; retry later")]
+    InsufficientStorage,
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Seconds a client is asked to wait after a 507: freeing space takes an operator, not a moment.
+pub const STORAGE_RETRY_AFTER_SECS: u32 = 30;
 
 impl warp::reject::Reject for ApiError {}
 
@@ -42,6 +48,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(msg) => ApiError::Conflict(msg),
             StoreError::NotFound => ApiError::NotFound("not found"),
+            e if e.is_no_space() => ApiError::InsufficientStorage,
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -83,6 +90,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,6 +104,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Validation(_) => "validation_error",
+            ApiError::InsufficientStorage => "insufficient_storage",
             ApiError::Internal(_) => "server_error",
         }
     }
@@ -125,7 +134,14 @@ impl ApiError {
             code: self.code(),
             detail,
         };
-        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+        let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if matches!(self, ApiError::InsufficientStorage) {
+            resp.headers_mut().insert(
+                warp::http::header::RETRY_AFTER,
+                STORAGE_RETRY_AFTER_SECS.into(),
+            );
+        }
+        resp
     }
 }
 
@@ -147,6 +163,7 @@ pub async fn handle_rejection(r: warp::Rejection) -> Result<Response, std::conve
             ApiError::Unauthorized => ApiError::Unauthorized,
             ApiError::PayloadTooLarge(n) => ApiError::PayloadTooLarge(*n),
             ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+            ApiError::InsufficientStorage => ApiError::InsufficientStorage,
             other => ApiError::Internal(other.to_string()),
         }
     } else if r.is_not_found() {
@@ -165,6 +182,21 @@ pub async fn handle_rejection(r: warp::Rejection) -> Result<Response, std::conve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_space_is_a_507_with_retry_after() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "full");
+        for e in [
+            StoreError::NoSpace("under the reserve".into()),
+            StoreError::Io(full),
+        ] {
+            let resp = ApiError::from(e).into_response();
+            assert_eq!(resp.status(), 507);
+            assert_eq!(resp.headers()["retry-after"], "30");
+        }
+        let other = ApiError::from(StoreError::Durability("fsync failed".into()));
+        assert_eq!(other.status(), 500);
+    }
 
     #[test]
     fn locations_split_into_body_paths() {

@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text, behind the same bearer tokens as the API (configure
 //! Prometheus with `authorization: {credentials: <token>}`). `GET /api/v1/admin/stats`: the same
 //! figures as JSON for the admin UI's dashboard, with the last hour per minute. Store gauges are
-//! read off the async threads; the queue count is O(queue), cached briefly.
+//! read off the async threads; the queue count is O(queue), cached briefly. The disk figures
+//! (free space, refused writes) are read fresh: they come from memory and a cached statvfs.
 
 use serde::Serialize;
 use std::sync::Mutex;
@@ -14,7 +15,7 @@ use warp::Filter;
 use super::error::ApiError;
 use super::{reply, respond, with, State};
 use crate::domain::Timestamp;
-use crate::metrics::{Counts, StoreGauges};
+use crate::metrics::{Counts, StorageGauges, StoreGauges};
 use warp::http::StatusCode;
 
 /// Store gauges are reused for this long, so frequent scrapes do not walk a large queue each time.
@@ -131,6 +132,7 @@ async fn store_gauges(s: &State) -> Result<StoreGauges, ApiError> {
                         .map_or(0.0, |d| ((now - d).max(0)) as f64 / 1000.0),
                     disabled_endpoints: store.disabled_endpoints()?,
                     store_bytes: store.size_on_disk()?,
+                    storage: StorageGauges::default(),
                 })
             })
             .await??;
@@ -138,5 +140,14 @@ async fn store_gauges(s: &State) -> Result<StoreGauges, ApiError> {
             g
         }
     };
-    Ok(gauges)
+    let disk = s.store.storage_status();
+    Ok(StoreGauges {
+        storage: StorageGauges {
+            free_bytes: disk.free_bytes,
+            min_free_bytes: disk.min_free_bytes,
+            degraded: disk.degraded(),
+            refused_writes: disk.refused_writes,
+        },
+        ..gauges
+    })
 }

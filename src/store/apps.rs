@@ -12,6 +12,7 @@ const UID_TAKEN: &str = "an application with this uid already exists";
 impl Store {
     /// Store a new application; `Conflict` when its uid is taken.
     pub async fn create_app(&self, app: &Application) -> Result<(), StoreError> {
+        self.ensure_space(super::WriteKind::Create)?;
         let gate = self.write_gate();
         let i = &self.inner;
         let value = encode(app)?;

@@ -114,6 +114,7 @@ impl Store {
     /// destination's state, the task removed or moved to its retry time, and the endpoint's health
     /// clock. Returns the clock as it stands after. Not awaited (see the module note).
     pub fn finish_try(&self, rec: &TryRecord) -> Result<EndpointHealth, StoreError> {
+        self.ensure_space(super::WriteKind::Progress)?;
         let _gate = self.write_gate();
         let i = &self.inner;
         let a = &rec.attempt;

@@ -38,6 +38,7 @@ impl Store {
 
     /// Store a new endpoint; `Conflict` when its uid is taken in the application.
     pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), StoreError> {
+        self.ensure_space(super::WriteKind::Create)?;
         let gate = self.write_gate();
         let i = &self.inner;
         let key = keys::endpoint(&ep.app_id, &ep.id);

@@ -10,6 +10,7 @@ use crate::domain::EventType;
 impl Store {
     /// Store a new event type; `Conflict` when the name exists.
     pub async fn create_event_type(&self, et: &EventType) -> Result<(), StoreError> {
+        self.ensure_space(super::WriteKind::Create)?;
         let gate = self.write_gate();
         let value = encode(et)?;
         let key = keys::event_type(&et.name);

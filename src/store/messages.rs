@@ -44,6 +44,7 @@ impl Store {
         msg: &Message,
         idempotency: Option<(&[u8; 32], &StoredResponse)>,
     ) -> Result<CreateOutcome, StoreError> {
+        self.ensure_space(super::WriteKind::Create)?;
         let gate = self.write_gate();
         let i = &self.inner;
         let msg_key = keys::message(&msg.app_id, &msg.id);

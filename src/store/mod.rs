@@ -1,6 +1,7 @@
 //! The store: the only module that knows sled. It owns the trees (layouts in `keys`), the value
 //! codec, pagination and the group commit. Every `async` write returns only once the write is on
-//! disk (fsync'd); reads are plain sled look-ups.
+//! disk (fsync'd); reads are plain sled look-ups. Writes of new records first check the free disk
+//! space (`space`), so a full disk answers "no space" instead of breaking the engine.
 
 mod apps;
 mod codec;
@@ -13,6 +14,7 @@ mod messages;
 pub mod page;
 mod retention;
 mod seal;
+mod space;
 mod tokens;
 
 use std::fs::File;
@@ -24,6 +26,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 pub use delivery::{QueuedTask, TryRecord};
 pub use messages::{CreateOutcome, StoredResponse};
 pub use page::{Direction, Page, PageQuery};
+pub use space::{StorageStatus, WriteKind};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be
 /// migrated into a sibling folder.
@@ -43,10 +46,24 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("write not durable: {0}")]
     Durability(String),
+    /// The disk is full or under the reserve (`store.min_free_mb`): nothing was written.
+    #[error("not enough disk space: {0}")]
+    NoSpace(String),
     #[error("the data directory {0} is in use by another Herald process")]
     Locked(PathBuf),
     #[error("the main key does not open this store (endpoint secrets are sealed with another key); give the right HERALD_MAIN_KEY or store.main_key_file")]
     WrongMainKey,
+}
+
+impl StoreError {
+    /// Out of disk space: refused by the reserve, or ENOSPC / EDQUOT met by the engine.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::NoSpace(_) => true,
+            StoreError::Sled(sled::Error::Io(e)) | StoreError::Io(e) => commit::is_no_space(e),
+            _ => false,
+        }
+    }
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -70,6 +87,10 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     /// Seals endpoint secrets at rest.
     pub main_key: [u8; 32],
+    /// New records are refused while the file system has less free (0: no check).
+    pub min_free_bytes: u64,
+    /// Size of the emergency ballast kept in the data directory (0: none).
+    pub ballast_bytes: u64,
 }
 
 impl StoreOptions {
@@ -77,12 +98,18 @@ impl StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 64 * 1024 * 1024,
             main_key,
+            min_free_bytes: 128 * 1024 * 1024,
+            ballast_bytes: 64 * 1024 * 1024,
         }
     }
 
     #[cfg(test)]
     pub fn for_tests() -> Self {
-        StoreOptions::new([42; 32])
+        StoreOptions {
+            min_free_bytes: 0,
+            ballast_bytes: 0,
+            ..StoreOptions::new([42; 32])
+        }
     }
 }
 
@@ -117,6 +144,7 @@ struct Inner {
     attempts_by_ep: sled::Tree,
     endpoint_health: sled::Tree,
     commit: commit::GroupCommit,
+    space: space::Space,
 }
 
 impl Store {
@@ -124,6 +152,13 @@ impl Store {
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         let path = data_dir.join(FORMAT_DIR);
         std::fs::create_dir_all(&path)?;
+        let space = space::Space::new(
+            data_dir,
+            path.clone(),
+            opts.min_free_bytes,
+            opts.ballast_bytes,
+        );
+        space.before_open();
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(opts.cache_capacity_bytes)
@@ -133,6 +168,10 @@ impl Store {
                 sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
                     StoreError::Locked(data_dir.to_path_buf())
                 }
+                sled::Error::Io(ref io) if commit::is_no_space(io) => StoreError::NoSpace(format!(
+                    "the store cannot open on a full disk ({io}): free some space, and keep an \
+                     emergency ballast (store.ballast_mb) so that Herald can start next time"
+                )),
                 other => StoreError::Sled(other),
             })?;
         // fsync applies to the inode, so any handle on sled's data file makes its writes durable.
@@ -174,16 +213,74 @@ impl Store {
             attempts_by_ep: tree(keys::TREE_ATTEMPTS_BY_EP)?,
             endpoint_health: tree(keys::TREE_ENDPOINT_HEALTH)?,
             commit: commit::GroupCommit::start(db.clone(), db_file)?,
+            space,
             db,
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(inner),
-        })
+        };
+        if store.inner.space.below_reserve() {
+            tracing::warn!(
+                "free disk space is under the reserve (store.min_free_mb): serving reads, \
+                 refusing new records until space is freed"
+            );
+        }
+        Ok(store)
     }
 
     /// Wait until every write this task made so far is on disk.
     pub async fn durable(&self) -> Result<(), StoreError> {
-        self.inner.commit.wait().await
+        self.inner.commit.wait().await.map_err(|e| match e {
+            StoreError::NoSpace(why) => self.inner.space.refuse(why),
+            other => other,
+        })
+    }
+
+    /// `Ok` if a write of `kind` may go ahead: the store can commit and the disk has room above
+    /// the reserve (half of it for [`WriteKind::Progress`]). Else `NoSpace` (counted, logged at
+    /// most once a minute) or `Durability`. Call it before writing, not under the write gate.
+    pub fn ensure_space(&self, kind: WriteKind) -> Result<(), StoreError> {
+        if let Some(f) = self.inner.commit.failure() {
+            return Err(if f.no_space {
+                self.inner.space.refuse(format!(
+                    "a write to disk failed for lack of space: {}",
+                    f.message
+                ))
+            } else {
+                StoreError::Durability(f.message.to_string())
+            });
+        }
+        self.inner.space.check(kind)
+    }
+
+    /// Free space, the reserve, refused writes and whether the store can commit.
+    pub fn storage_status(&self) -> StorageStatus {
+        let mut s = self.inner.space.status();
+        if let Some(f) = self.inner.commit.failure() {
+            s.commit_failure = Some(f.message.to_string());
+            s.restart_required = f.sticky;
+        }
+        s
+    }
+
+    /// Periodic care of the disk (every few seconds): keep or release the emergency ballast, and
+    /// run a commit round. The round finds a store that broke while idle (sled's background
+    /// flusher meets ENOSPC or EIO without any writer waiting), so readiness tells; and once space
+    /// is back it lets a commit that failed for lack of space clear. Logs once that writes resume.
+    pub async fn maintain_storage(&self) {
+        let s = self.clone();
+        let _ = tokio::task::spawn_blocking(move || s.inner.space.maintain()).await;
+        let probe = match self.inner.commit.failure() {
+            None => true,
+            Some(f) => f.no_space && !f.sticky && !self.inner.space.below_reserve(),
+        };
+        if probe {
+            // With nothing new to write, a flush + fsync costs little.
+            let _ = self.inner.commit.wait().await;
+        }
+        if !self.storage_status().degraded() {
+            self.inner.space.note_resumed();
+        }
     }
 
     /// Completed group-commit rounds (flush + fsync) since open.

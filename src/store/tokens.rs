@@ -6,6 +6,7 @@ use crate::domain::ApiToken;
 
 impl Store {
     pub async fn add_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+        self.ensure_space(super::WriteKind::Create)?;
         let gate = self.write_gate();
         self.inner
             .tokens

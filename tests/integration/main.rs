@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod delivery_failures;
+mod disk_full;
 mod endpoints;
 mod errors;
 mod event_types;
