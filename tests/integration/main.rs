@@ -12,6 +12,7 @@ mod event_types;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod power_loss;
 mod support;
 mod tls;
 mod ui_api;
