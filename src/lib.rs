@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod fsio;
 pub mod main_key;
 pub mod metrics;
 pub mod ops;

@@ -1,7 +1,8 @@
 //! The main key, which seals endpoint signing secrets at rest: `HERALD_MAIN_KEY` (base64 of 32
 //! bytes) if set, else the key file (`store.main_key_file`, by default `main.key` in the data
-//! directory), generated from the OS CSPRNG with mode 0600 on first start. Back it up apart from
-//! the data: a data directory without its key reveals no secret, and cannot sign either.
+//! directory), generated from the OS CSPRNG with mode 0600 on first start and written crash-safely
+//! (never over an existing file). Back it up apart from the data: a data directory without its
+//! key reveals no secret, and cannot sign either.
 
 use std::path::{Path, PathBuf};
 
@@ -13,8 +14,10 @@ use crate::config::Config;
 pub enum MainKeyError {
     #[error("HERALD_MAIN_KEY must be base64 of exactly 32 bytes")]
     BadEnv,
-    #[error("the main key file {0} must hold base64 of exactly 32 bytes")]
+    #[error("the main key file {0} is empty or damaged (it must hold base64 of exactly 32 bytes): restore it from your backup of the main key, or give the key in HERALD_MAIN_KEY. A new key cannot open the endpoint secrets already stored; only if this data directory holds no data yet, delete the file to have a new key made")]
     BadFile(PathBuf),
+    #[error("the main key file {path} is missing, but {store} already holds a store sealed with a main key: restore the key file from your backup of the main key, or give the key in HERALD_MAIN_KEY (a new key cannot open the endpoint secrets already stored)")]
+    Missing { path: PathBuf, store: PathBuf },
     #[error("cannot read or create the main key file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -41,7 +44,14 @@ pub fn load(config: &Config, from_env: Option<String>) -> Result<[u8; 32], MainK
     let path = key_file(config);
     match std::fs::read_to_string(&path) {
         Ok(text) => decode(text.trim()).ok_or(MainKeyError::BadFile(path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate(&path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A store exists only after a key was made or given: a new key could not open it.
+            let store = config.server.data_dir.join(crate::store::FORMAT_DIR);
+            if store.exists() {
+                return Err(MainKeyError::Missing { path, store });
+            }
+            generate(&path)
+        }
         Err(source) => Err(MainKeyError::Io { path, source }),
     }
 }
@@ -66,19 +76,24 @@ fn generate(path: &Path) -> Result<[u8; 32], MainKeyError> {
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::fsio::create_dir_all(dir).map_err(io)?;
     }
     let text = format!(
         "{}\n",
         base64::engine::general_purpose::STANDARD.encode(key)
     );
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    std::io::Write::write_all(&mut opts.open(path).map_err(io)?, text.as_bytes()).map_err(io)?;
-    tracing::warn!(path = %path.display(), "generated a new main key; back it up apart from the data directory");
-    Ok(key)
+    match crate::fsio::write_new(path, text.as_bytes(), 0o600) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "generated a new main key; back it up apart from the data directory");
+            Ok(key)
+        }
+        // Another start made it first: its key is the one (the file appears only complete).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            decode(text.trim()).ok_or_else(|| MainKeyError::BadFile(path.to_path_buf()))
+        }
+        Err(source) => Err(io(source)),
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +140,51 @@ mod tests {
         ));
         std::fs::write(key_file(&c), "not base64!").unwrap();
         assert!(matches!(load(&c, None), Err(MainKeyError::BadFile(_))));
+    }
+
+    #[test]
+    fn an_empty_or_cut_key_file_is_an_error_that_says_to_restore_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let whole = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        for broken in ["", "\n", &whole[..20]] {
+            std::fs::write(key_file(&c), broken).unwrap();
+            let err = load(&c, None).unwrap_err();
+            assert!(matches!(err, MainKeyError::BadFile(_)), "{err}");
+            assert!(
+                err.to_string().contains("restore it from your backup"),
+                "{err}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(key_file(&c)).unwrap(),
+                broken,
+                "never replaced by a new key"
+            );
+        }
+    }
+
+    #[test]
+    fn no_key_is_made_for_a_data_directory_that_already_holds_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        std::fs::create_dir(dir.path().join(crate::store::FORMAT_DIR)).unwrap();
+        let err = load(&c, None).unwrap_err();
+        assert!(matches!(err, MainKeyError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("restore the key file"), "{err}");
+        assert!(!key_file(&c).exists());
+    }
+
+    #[test]
+    fn racing_first_starts_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&dir.path().join("fresh"));
+        let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load(&c, None).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]));
+        assert_eq!(load(&c, None).unwrap(), keys[0]);
     }
 }

@@ -1,5 +1,6 @@
 //! Built-in TLS (rustls, ring): the server certificate from PEM files (chains; RSA, ECDSA or
-//! Ed25519 keys) or a self-signed one generated on first start and kept in the data directory.
+//! Ed25519 keys) or a self-signed one generated on first start and kept in the data directory
+//! (written crash-safely, the key with mode 0600).
 //! The certificate is swapped without a restart on SIGHUP or when its files change; a reload that
 //! fails keeps the certificate in use. ALPN offers HTTP/2 and HTTP/1.1.
 
@@ -187,19 +188,13 @@ pub fn self_signed(dir: &Path, hostnames: &[String]) -> Result<TlsFiles, TlsErro
     let made = rcgen::generate_simple_self_signed(hostnames.to_vec())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     let gen_err = |e: std::io::Error| TlsError::Generate(e.to_string());
-    std::fs::create_dir_all(dir).map_err(gen_err)?;
-    write_private(&files.key, made.signing_key.serialize_pem().as_bytes()).map_err(gen_err)?;
-    std::fs::write(&files.cert, made.cert.pem()).map_err(gen_err)?;
+    crate::fsio::create_dir_all(dir).map_err(gen_err)?;
+    // Each file appears whole or not at all; the certificate goes last, so a crash in between
+    // leaves no certificate and the next start makes a new pair.
+    let key = made.signing_key.serialize_pem();
+    crate::fsio::write_atomic(&files.key, key.as_bytes(), 0o600).map_err(gen_err)?;
+    crate::fsio::write_atomic(&files.cert, made.cert.pem().as_bytes(), 0o644).map_err(gen_err)?;
     Ok(files)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)?.write_all(data)
 }
 
 /// The acceptor serving `cert` with HTTP/2 and HTTP/1.1 offered by ALPN.

@@ -151,7 +151,7 @@ impl Store {
     /// Open (or create) the store under `data_dir`.
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         let path = data_dir.join(FORMAT_DIR);
-        std::fs::create_dir_all(&path)?;
+        crate::fsio::create_dir_all(&path)?;
         let space = space::Space::new(
             data_dir,
             path.clone(),
@@ -174,6 +174,8 @@ impl Store {
                 )),
                 other => StoreError::Sled(other),
             })?;
+        // sled never fsyncs a directory: make the names of the files it just made durable.
+        crate::fsio::sync_dir(&path)?;
         // fsync applies to the inode, so any handle on sled's data file makes its writes durable.
         let db_file = File::open(path.join("db"))?;
         let tree = |name: &str| db.open_tree(name);
@@ -315,6 +317,7 @@ impl Store {
     pub fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
         let _exclusive = self.inner.gate.write().unwrap_or_else(|e| e.into_inner());
         let path = dest.join(FORMAT_DIR);
+        crate::fsio::create_dir_all(&path)?;
         let target = sled::Config::new().path(&path).create_new(true).open()?;
         let mut records = 0;
         for name in self.inner.db.tree_names() {
@@ -338,6 +341,8 @@ impl Store {
             .insert(META_SEQ_OFFSET, &floor.to_be_bytes())?;
         target.flush()?;
         File::open(path.join("db"))?.sync_all()?;
+        // The directories were made durable above; this commits the names of sled's files.
+        crate::fsio::sync_dir(&path)?;
         Ok(records)
     }
 

@@ -14,6 +14,7 @@ mod isolation;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod power_loss;
 mod support;
 mod tls;
 mod ui_api;
