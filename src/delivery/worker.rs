@@ -14,7 +14,7 @@ use crate::domain::{
     Attempt, AttemptId, DeliveryStatus, Endpoint, HealthEvent, Message, Task, Timestamp, Trigger,
 };
 use crate::metrics;
-use crate::store::{QueuedTask, StoreError, TryRecord};
+use crate::store::{QueuedTask, StoreError, TryRecord, WriteKind};
 
 /// What one try told the dispatcher.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +41,12 @@ pub async fn try_task(shared: &Arc<Shared>, ep: &EpRef, qt: &QueuedTask) -> Repo
     match try_inner(shared, ep, qt).await {
         Ok(report) => report,
         Err(e) => {
-            tracing::error!(error = %e, endpoint = %ep.1, "delivery bookkeeping failed");
+            // Lack of space is logged by the store, once a minute.
+            if e.is_no_space() {
+                tracing::debug!(error = %e, endpoint = %ep.1, "delivery waits for disk space");
+            } else {
+                tracing::error!(error = %e, endpoint = %ep.1, "delivery bookkeeping failed");
+            }
             Report {
                 bookkeeping_failed: true,
                 ..Report::not_tried()
@@ -71,6 +76,9 @@ async fn try_inner(
         return Ok(Report::not_tried());
     }
 
+    // Without room to record the outcome, a POST would be sent again and again: wait instead
+    // (the dispatcher holds the endpoint back for a while).
+    store.ensure_space(WriteKind::Progress)?;
     let outcome = post(shared, &ep, &msg).await;
     let counted = match outcome.failure {
         None => metrics::Outcome::Success,

@@ -356,13 +356,14 @@ impl Store {
     ) -> Result<(Vec<MessageId>, Option<MessageId>), StoreError> {
         let mut out = Vec::new();
         let mut last = None;
-        let mut seen = 0;
-        for r in self.destinations_between(app, ep, Some(since), until, after) {
+        for (seen, r) in self
+            .destinations_between(app, ep, Some(since), until, after)
+            .enumerate()
+        {
             let (msg, d) = r?;
             if seen == scan {
                 return Ok((out, last));
             }
-            seen += 1;
             if d.status == DeliveryStatus::Fail {
                 out.push(msg.clone());
             }
@@ -596,6 +597,56 @@ pub(super) mod tests {
                 .len(),
             1
         );
+    }
+
+    /// Recover reads failed destinations page by page: each call reads at most `scan` records and
+    /// the pages together find every failed message once.
+    #[tokio::test]
+    async fn failed_messages_come_in_bounded_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let (app, ep) = (AppId::generate(), EndpointId::generate());
+        let since = Timestamp::now().plus_seconds(-60);
+        let mut failed = Vec::new();
+        for i in 0..7 {
+            let m = message(&app, std::slice::from_ref(&ep));
+            store.create_message(&m, None).await.unwrap();
+            let qt = store
+                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
+                .unwrap()
+                .pop()
+                .unwrap();
+            let status = if i % 2 == 0 {
+                failed.push(m.id.clone());
+                DeliveryStatus::Fail
+            } else {
+                DeliveryStatus::Success
+            };
+            store
+                .finish_try(&TryRecord {
+                    task_key: qt.key,
+                    attempt: attempt(&app, &m.id, &ep, status),
+                    retry: None,
+                    fanned_out_here: true,
+                    health: HealthEvent::Other,
+                })
+                .unwrap();
+        }
+        let (mut found, mut after, mut calls) = (Vec::new(), None, 0);
+        loop {
+            let (ids, next) = store
+                .failed_messages(&app, &ep, since, None, after.as_ref(), 2)
+                .unwrap();
+            assert!(ids.len() <= 2);
+            found.extend(ids);
+            calls += 1;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(found, failed);
+        assert_eq!(calls, 4, "7 records, 2 per call");
     }
 
     #[tokio::test]
