@@ -8,6 +8,7 @@ mod commit;
 mod delivery;
 mod endpoints;
 mod event_types;
+mod idempotency;
 pub mod keys;
 mod messages;
 pub mod page;
@@ -22,7 +23,8 @@ use std::sync::Arc;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 pub use delivery::{QueuedTask, TryRecord};
-pub use messages::{CreateOutcome, StoredResponse};
+pub use idempotency::{Answer, IdempotencyRecord};
+pub use messages::CreateOutcome;
 pub use page::{Direction, Page, PageQuery};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be
