@@ -85,6 +85,7 @@ pub async fn run(
         delivery: delivery.clone(),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
+        in_flight: Default::default(),
     });
     let listener = TcpListener::bind(addr)
         .await

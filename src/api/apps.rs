@@ -8,6 +8,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::ApiError;
+use super::idempotency::{self, Idempotency};
 use super::json::{self, Patch};
 use super::pagination::{list_response, ListParams};
 use super::query::Query;
@@ -104,7 +105,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with(&state))
         .and(query())
         .and(body(&state))
-        .then(|s, q, b| async move { respond(create(s, q, b).await) });
+        .and(idempotency::key())
+        .then(|s: State, q, b, idem: Idempotency| idem.run(s.clone(), create(s, q, b)));
     let get = warp::path!("app" / Seg)
         .and(warp::get())
         .and(with(&state))

@@ -11,6 +11,7 @@ use warp::Filter;
 
 use super::apps::find_app;
 use super::error::ApiError;
+use super::idempotency::{self, Idempotency};
 use super::json;
 use super::messages::time_param;
 use super::pagination::{list_response, ListParams};
@@ -165,12 +166,14 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     let resend = warp::path!("app" / Seg / "msg" / Seg / "endpoint" / Seg / "resend")
         .and(warp::post())
         .and(with(&state))
-        .then(|a, m, e, s| async move { respond(resend(s, a, m, e).await) });
+        .and(idempotency::key())
+        .then(|a, m, e, s: State, idem: Idempotency| idem.run(s.clone(), resend(s, a, m, e)));
     let recover = warp::path!("app" / Seg / "endpoint" / Seg / "recover")
         .and(warp::post())
         .and(with(&state))
         .and(body(&state))
-        .then(|a, e, s, b| async move { respond(recover(s, a, e, b).await) });
+        .and(idempotency::key())
+        .then(|a, e, s: State, b, idem: Idempotency| idem.run(s.clone(), recover(s, a, e, b)));
     let health = warp::path!("app" / Seg / "endpoint" / Seg / "health")
         .and(warp::get())
         .and(with(&state))

@@ -12,6 +12,7 @@ use warp::Filter;
 
 use super::apps::find_app;
 use super::error::ApiError;
+use super::idempotency::{self, Idempotency};
 use super::json::{self, Patch};
 use super::pagination::{list_response, ListParams};
 use super::query::Query;
@@ -227,7 +228,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(&state))
         .and(body(&state))
-        .then(|a, s, b| async move { respond(create(s, a, b).await) });
+        .and(idempotency::key())
+        .then(|a, s: State, b, idem: Idempotency| idem.run(s.clone(), create(s, a, b)));
     let get = warp::path!("app" / Seg / "endpoint" / Seg)
         .and(warp::get())
         .and(with(&state))
@@ -254,7 +256,10 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(&state))
         .and(body(&state))
-        .then(|a, e, s, b| async move { respond(rotate_secret(s, a, e, b).await) });
+        .and(idempotency::key())
+        .then(|a, e, s: State, b, idem: Idempotency| {
+            idem.run(s.clone(), rotate_secret(s, a, e, b))
+        });
     let headers_get = warp::path!("app" / Seg / "endpoint" / Seg / "headers")
         .and(warp::get())
         .and(with(&state))

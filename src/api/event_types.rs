@@ -8,6 +8,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::ApiError;
+use super::idempotency::{self, Idempotency};
 use super::json::{self, Patch};
 use super::pagination::{list_response, ListParams};
 use super::query::Query;
@@ -132,7 +133,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(&state))
         .and(body(&state))
-        .then(|s, b| async move { respond(create(s, b).await) });
+        .and(idempotency::key())
+        .then(|s: State, b, idem: Idempotency| idem.run(s.clone(), create(s, b)));
     let get = warp::path!("event-type" / Seg)
         .and(warp::get())
         .and(with(&state))

@@ -4,26 +4,23 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::reply::{Reply, Response};
+use warp::reply::Response;
 use warp::Filter;
 
 use super::apps::find_app;
 use super::error::ApiError;
+use super::idempotency::{self, json_bytes, Idempotency, Key};
 use super::json;
 use super::pagination::{list_response, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
 use crate::domain::{
-    token, validate, DeliveryStatus, EndpointId, Message, MessageId, Timestamp, ValidationError,
+    validate, AppId, DeliveryStatus, EndpointId, Message, MessageId, Timestamp, ValidationError,
 };
-use crate::store::{CreateOutcome, StoredResponse};
+use crate::store::{Answer, CreateOutcome, IdempotencyRecord};
 
-/// How long a repeated `idempotency-key` answers with the first response.
-const IDEMPOTENCY_TTL_SECONDS: i64 = 12 * 3600;
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 const MAX_TAGS: usize = 5;
 
 #[derive(Debug, Deserialize)]
@@ -116,15 +113,11 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(&state))
         .and(query())
-        .and(warp::path::full())
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::header::optional::<String>("idempotency-key"))
         .and(body(&state))
-        .then(
-            |app, s, q, path: warp::path::FullPath, auth, key, b| async move {
-                respond(create(s, app, q, path.as_str().to_string(), auth, key, b).await)
-            },
-        );
+        .and(idempotency::key())
+        .then(|app, s: State, q, b, idem: Idempotency| {
+            idem.run_recorded(s.clone(), move |key| create(s, app, q, key, b))
+        });
     let list = warp::path!("app" / Seg / "msg")
         .and(warp::get())
         .and(with(&state))
@@ -143,7 +136,10 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with(&state))
         .and(body(&state))
-        .then(|app, ep, s, b| async move { respond(send_example(s, app, ep, b).await) });
+        .and(idempotency::key())
+        .then(|app, ep, s: State, b, idem: Idempotency| {
+            idem.run_recorded(s.clone(), move |key| send_example(s, app, ep, key, b))
+        });
     create
         .or(list)
         .unify()
@@ -154,56 +150,16 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// The store key of an idempotency key: per token and path, so clients cannot collide.
-fn idempotency_key(auth: Option<&str>, path: &str, key: &str) -> [u8; 32] {
-    let token_hash = token::hash(auth.unwrap_or_default());
-    let mut h = Sha256::new();
-    h.update(token_hash);
-    h.update([0]);
-    h.update(path.trim_end_matches('/').as_bytes());
-    h.update([0]);
-    h.update(key.as_bytes());
-    h.finalize().into()
-}
-
-/// A JSON body already serialised (the answer kept for an idempotency key is the same bytes).
-fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
-    warp::reply::with_status(
-        warp::reply::with_header(body, "content-type", "application/json"),
-        status,
-    )
-    .into_response()
-}
-
 async fn create(
     s: State,
     app: Seg,
     q: Query,
-    path: String,
-    auth: Option<String>,
-    key: Option<String>,
+    key: Option<Key>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let input: MessageIn = json::parse(&body)?;
     input.validate()?;
     let with_content = q.bool("with_content")?.unwrap_or(true);
-    let idem = match key.as_deref().filter(|k| !k.is_empty()) {
-        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_LEN => {
-            return Err(ValidationError::new(
-                "header.idempotency-key",
-                format!("must be at most {MAX_IDEMPOTENCY_KEY_LEN} characters"),
-            )
-            .into())
-        }
-        Some(k) => Some(idempotency_key(auth.as_deref(), &path, k)),
-        None => None,
-    };
-    if let Some(k) = &idem {
-        if let Some(r) = s.store.idempotent_response(k)? {
-            return Ok(json_bytes(r.status, r.body));
-        }
-    }
     let app = find_app(&s, &app.0)?;
     let now = Timestamp::now();
     let destinations: Vec<EndpointId> = s
@@ -224,36 +180,68 @@ async fn create(
         created_at: now,
         destinations,
     };
+    accept(&s, msg, key, with_content).await
+}
+
+/// Store a message, hand it to delivery and answer 202 with it (or, for a key used before, with
+/// the first answer). The write and the hand-over run to the end even if the client goes away
+/// meanwhile (hyper then drops the handler, not the spawned task): stopped in between, the
+/// message would wait on disk until something else woke its endpoints.
+async fn accept(
+    s: &State,
+    msg: Message,
+    key: Option<Key>,
+    with_content: bool,
+) -> Result<Response, ApiError> {
     let out = serde_json::to_vec(&MessageOut::new(&msg, with_content)?)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let stored = idem.map(|k| {
-        (
-            k,
-            StoredResponse {
-                status: 202,
-                body: out.clone(),
-                expires_at: now.plus_seconds(IDEMPOTENCY_TTL_SECONDS),
-            },
-        )
+    let record = key.map(|k| {
+        let r = k.record(Answer::Message {
+            app_id: msg.app_id.clone(),
+            msg_id: msg.id.clone(),
+            status: StatusCode::ACCEPTED.as_u16(),
+            with_content,
+        });
+        (k, r)
     });
-    match accept(&s, &msg, stored.as_ref().map(|(k, r)| (k, r))).await? {
-        CreateOutcome::Replayed(r) => Ok(json_bytes(r.status, r.body)),
-        CreateOutcome::Created => Ok(json_bytes(202, out)),
+    let state = s.clone();
+    let outcome = tokio::spawn(async move {
+        let idem = record
+            .as_ref()
+            .map(|(k, r): &(Key, IdempotencyRecord)| (k.bytes(), r));
+        let outcome = state.store.create_message(&msg, idem).await?;
+        if matches!(outcome, CreateOutcome::Created) {
+            state.metrics.message_accepted();
+            state.delivery.enqueued(&msg.app_id, &msg.destinations);
+        }
+        Ok::<_, ApiError>(outcome)
+    })
+    .await??;
+    match outcome {
+        CreateOutcome::Created => Ok(json_bytes(StatusCode::ACCEPTED.as_u16(), out)),
+        CreateOutcome::Replayed(answer) => {
+            idempotency::answer_of(s, answer)?.ok_or(ApiError::NotFound("message not found"))
+        }
     }
 }
 
-/// Store a message (answering once it is on disk) and hand it to delivery.
-async fn accept(
+/// The answer to a repeat of the create that made `msg`, rebuilt from the stored message (`None`
+/// if it is gone). It also wakes delivery for the message's endpoints, in case the first
+/// request's wake-up never happened (cheap; one too many is harmless).
+pub fn replay(
     s: &State,
-    msg: &Message,
-    idempotency: Option<(&[u8; 32], &StoredResponse)>,
-) -> Result<CreateOutcome, ApiError> {
-    let outcome = s.store.create_message(msg, idempotency).await?;
-    if matches!(outcome, CreateOutcome::Created) {
-        s.metrics.message_accepted();
-        s.delivery.enqueued(&msg.app_id, &msg.destinations);
-    }
-    Ok(outcome)
+    app: &AppId,
+    msg: &MessageId,
+    status: u16,
+    with_content: bool,
+) -> Result<Option<Response>, ApiError> {
+    let Some(m) = s.store.get_message(app, msg.as_str())? else {
+        return Ok(None);
+    };
+    s.delivery.enqueued(&m.app_id, &m.destinations);
+    let out = serde_json::to_vec(&MessageOut::new(&m, with_content)?)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Some(json_bytes(status, out)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,7 +255,13 @@ struct EventExampleIn {
 /// `POST /app/{app}/endpoint/{ep}/send-example`: a test message to one endpoint, whatever its
 /// filters. The payload is the event type's schema example when it has one, else a small
 /// marked-as-test object.
-async fn send_example(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {
+async fn send_example(
+    s: State,
+    app: Seg,
+    ep: Seg,
+    key: Option<Key>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let input: EventExampleIn = json::parse(&body)?;
     validate::event_type_name("eventType", &input.event_type)?;
     let app = find_app(&s, &app.0)?;
@@ -300,8 +294,7 @@ async fn send_example(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Respon
         created_at: now,
         destinations: vec![ep.id],
     };
-    accept(&s, &msg, None).await?;
-    Ok(reply(StatusCode::ACCEPTED, &MessageOut::new(&msg, true)?))
+    accept(&s, msg, key, true).await
 }
 
 /// `examples[index]` of the newest schema version that has one, if it is a JSON object.

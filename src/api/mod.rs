@@ -10,6 +10,7 @@ mod endpoints;
 pub mod error;
 mod event_types;
 mod health;
+mod idempotency;
 mod json;
 mod messages;
 mod metrics;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub auth: Auth,
     pub limits: Limits,
     pub max_body_bytes: usize,
+    /// POSTs running now, by idempotency key.
+    pub in_flight: idempotency::InFlight,
 }
 
 pub type State = Arc<ApiState>;

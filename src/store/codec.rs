@@ -1,5 +1,6 @@
 //! Stored values: a format-version byte, then bincode (serde, standard config). A value with an
-//! unknown version is an error, never a silent misread.
+//! unknown version is an error, never a silent misread. A value type whose layout changed writes
+//! its new version (`encode_as`) and reads each version it knows (`decode_as`).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -9,15 +10,25 @@ use super::StoreError;
 const FORMAT_V1: u8 = 1;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_V1];
+    encode_as(FORMAT_V1, value)
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    decode_as(FORMAT_V1, bytes)
+}
+
+/// `value` under format `version`.
+pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![version];
     bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
         .map_err(|e| StoreError::Codec(e.to_string()))?;
     Ok(out)
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+/// A value stored under format `version`; any other version is an error.
+pub fn decode_as<T: DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, rest)) => {
+        Some((&v, rest)) if v == version => {
             bincode::serde::decode_from_slice(rest, bincode::config::standard())
                 .map(|(v, _)| v)
                 .map_err(|e| StoreError::Codec(e.to_string()))

@@ -11,7 +11,7 @@
 //! | `tokens`        | SHA-256 of the token (32)             | ApiToken       |
 //! | `messages`      | app (27) ‖ msg (27)                   | Message        |
 //! | `msg_event_id`  | app (27) ‖ eventId                    | msg ksuid      |
-//! | `idempotency`   | SHA-256(token hash ‖ path ‖ key) (32) | StoredResponse |
+//! | `idempotency`   | SHA-256(token hash ‖ path ‖ key) (32) | IdempotencyRecord |
 //! | `queue`         | app (27) ‖ ep (27) ‖ due ms (8) ‖ seq (8) | Task       |
 //! | `destinations`  | app (27) ‖ ep (27) ‖ msg (27)         | Destination    |
 //! | `attempts`      | app (27) ‖ msg (27) ‖ attempt (27)    | Attempt        |

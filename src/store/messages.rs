@@ -4,45 +4,26 @@
 use sled::Transactional;
 
 use super::codec::{decode, encode};
+use super::idempotency::{Answer, IdempotencyRecord};
 use super::page::{scan, Page, PageQuery};
 use super::{abort, keys, Store, StoreError};
-use crate::domain::{AppId, Message, MessageId, Task, Timestamp, Trigger};
-
-/// A response kept for an idempotency key, replayed for repeats of the request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub expires_at: Timestamp,
-}
+use crate::domain::{AppId, Message, MessageId, Task, Trigger};
 
 #[derive(Debug)]
 pub enum CreateOutcome {
     Created,
-    /// The idempotency key was used before: here is the first answer; nothing was written.
-    Replayed(StoredResponse),
+    /// The idempotency key was used before: the first request's answer; nothing was written.
+    Replayed(Answer),
 }
 
 impl Store {
-    /// The idempotent answer stored under `key`, if it has not expired.
-    pub fn idempotent_response(
-        &self,
-        key: &[u8; 32],
-    ) -> Result<Option<StoredResponse>, StoreError> {
-        match self.inner.idempotency.get(key)? {
-            Some(v) => {
-                let r: StoredResponse = decode(&v)?;
-                Ok((r.expires_at > Timestamp::now()).then_some(r))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Accept a message for delivery to `endpoints`: returns once it is on disk.
+    /// Accept a message for delivery to its destinations: returns once it is on disk. With an
+    /// idempotency key, the record is written with the message, unless a live one is there (then
+    /// nothing is written and its answer comes back, once that is on disk too).
     pub async fn create_message(
         &self,
         msg: &Message,
-        idempotency: Option<(&[u8; 32], &StoredResponse)>,
+        idempotency: Option<(&[u8; 32], &IdempotencyRecord)>,
     ) -> Result<CreateOutcome, StoreError> {
         self.ensure_space(super::WriteKind::Create)?;
         let gate = self.write_gate();
@@ -64,7 +45,7 @@ impl Store {
             ));
         }
         let idem = idempotency
-            .map(|(k, r)| encode(r).map(|v| (k, v)))
+            .map(|(k, r)| r.encode(&i.sealer, k).map(|v| (k, v)))
             .transpose()?;
         let event_key = msg
             .event_id
@@ -73,11 +54,16 @@ impl Store {
         let outcome = (&i.messages, &i.msg_event_id, &i.idempotency, &i.queue).transaction(
             |(messages, event_ids, idem_tree, queue)| {
                 if let Some((k, _)) = &idem {
-                    if let Some(v) = idem_tree.get(k.as_slice())? {
-                        let r: StoredResponse = decode(&v).or_else(abort)?;
-                        if r.expires_at > Timestamp::now() {
-                            return Ok(CreateOutcome::Replayed(r));
-                        }
+                    let earlier = idem_tree
+                        .get(k.as_slice())?
+                        .and_then(|v| IdempotencyRecord::live(&i.sealer, k, &v));
+                    match earlier.map(|r| r.answer) {
+                        // A record whose message is gone (deleted with its application) is
+                        // stale: this request makes a new message and takes the key over.
+                        Some(Answer::Message { app_id, msg_id, .. })
+                            if messages.get(keys::message(&app_id, &msg_id))?.is_none() => {}
+                        Some(answer) => return Ok(CreateOutcome::Replayed(answer)),
+                        None => {}
                     }
                 }
                 if let Some(ek) = &event_key {
@@ -98,12 +84,11 @@ impl Store {
                 Ok(CreateOutcome::Created)
             },
         )?;
-        if matches!(outcome, CreateOutcome::Created) {
-            {
-                drop(gate);
-                self.durable().await
-            }?;
-        }
+        // A replay waits too: the request that wrote the record may not have seen its commit yet.
+        {
+            drop(gate);
+            self.durable().await
+        }?;
         Ok(outcome)
     }
 
@@ -142,20 +127,5 @@ impl Store {
         keep: impl Fn(&Message) -> bool,
     ) -> Result<Page<Message>, StoreError> {
         scan(&self.inner.messages, &keys::messages_of(app), q, keep)
-    }
-
-    /// Drop idempotency records past their expiry (a periodic sweep). Returns how many went.
-    pub fn purge_expired_idempotency(&self) -> Result<usize, StoreError> {
-        let _gate = self.write_gate();
-        let now = Timestamp::now();
-        let mut n = 0;
-        for r in self.inner.idempotency.iter() {
-            let (k, v) = r?;
-            let expired = decode::<StoredResponse>(&v).map_or(true, |s| s.expires_at <= now);
-            if expired && self.inner.idempotency.remove(&k)?.is_some() {
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }

@@ -9,6 +9,7 @@ mod commit;
 mod delivery;
 mod endpoints;
 mod event_types;
+mod idempotency;
 pub mod keys;
 mod messages;
 pub mod page;
@@ -24,7 +25,8 @@ use std::sync::Arc;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 pub use delivery::{QueuedTask, TryRecord};
-pub use messages::{CreateOutcome, StoredResponse};
+pub use idempotency::{Answer, IdempotencyRecord};
+pub use messages::CreateOutcome;
 pub use page::{Direction, Page, PageQuery};
 pub use space::{StorageStatus, WriteKind};
 

@@ -10,6 +10,7 @@ mod disk_full;
 mod endpoints;
 mod errors;
 mod event_types;
+mod idempotency;
 mod isolation;
 mod lifecycle;
 mod metrics;
