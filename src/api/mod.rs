@@ -145,6 +145,16 @@ where
     Ok(Bytes::from(buf))
 }
 
+/// Run `f` (a handler's store work) on the blocking pool: a sled scan must not hold up a runtime
+/// worker, and with it every other request on that worker.
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
 /// Map a handler's result to a response.
 fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(ApiError::into_response)
