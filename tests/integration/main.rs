@@ -13,6 +13,7 @@ mod event_types;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod slow_clients;
 mod support;
 mod tls;
 mod ui_api;
