@@ -276,7 +276,11 @@ impl Store {
             }
         };
         let path = dest.join(FORMAT_DIR);
-        let target = sled::Config::new().path(&path).create_new(true).open()?;
+        let target = sled::Config::new()
+            .path(&path)
+            .cache_capacity(BACKUP_CACHE_BYTES)
+            .create_new(true)
+            .open()?;
         let trees = self
             .inner
             .db
@@ -355,6 +359,10 @@ pub struct BackupReport {
     /// The longer of the two moments writers were held back.
     pub longest_write_pause: Duration,
 }
+
+/// The copy's page cache: it is only written, so sled's default (1 GiB) would be memory spent
+/// for nothing.
+const BACKUP_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How long a backup tries to pause writes without queueing (see `pause_writes`).
 const PAUSE_PATIENCE: Duration = Duration::from_secs(30);

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use crate::support::receiver::{Answer, Receiver};
 use crate::support::{bearer, call, fast_delivery_env, http, Herald, Launch};
 
-/// Messages seeded before the backup, and the size of each payload: about 190 MB, which takes
-/// this 2-core machine a few seconds to copy.
-const SEED_MESSAGES: usize = 6000;
-const SEED_PAYLOAD_BYTES: usize = 32 * 1024;
+/// Messages seeded before the backup, and the size of each payload: about 200 MB, which takes
+/// this 2-core machine a few seconds to copy (debug build).
+const SEED_MESSAGES: usize = 2000;
+const SEED_PAYLOAD_BYTES: usize = 96 * 1024;
 /// Concurrent clients creating messages during the backup, and the most each sends.
 const WRITERS: usize = 3;
 const WRITES_EACH: usize = 3000;
