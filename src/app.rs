@@ -86,6 +86,7 @@ pub async fn run(
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
         in_flight: Default::default(),
+        body_read_timeout: std::time::Duration::from_secs_f64(config.server.body_read_timeout),
     });
     let listener = TcpListener::bind(addr)
         .await
@@ -103,7 +104,8 @@ pub async fn run(
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{local}");
     crate::systemd::notify("READY=1");
-    crate::server::serve(listener, api::routes(state), acceptor, shutdown).await;
+    let options = config.serve_options();
+    crate::server::serve(listener, api::routes(state), acceptor, options, shutdown).await;
     crate::systemd::notify("STOPPING=1");
     tracing::info!("shutting down: letting running deliveries finish");
     let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace);

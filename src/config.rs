@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub insecure_http: bool,
     /// Seconds that running deliveries and requests may take to finish at shutdown.
     pub shutdown_grace: f64,
+    /// Seconds a client may take to send a request's headers; on HTTP/1 also the longest idle
+    /// wait for the next request on a kept-alive connection.
+    pub header_read_timeout: f64,
+    /// Seconds a client may take to send a whole request body (408 beyond).
+    pub body_read_timeout: f64,
 }
 
 /// Built-in TLS: PEM files, or a self-signed certificate made on first start.
@@ -130,6 +135,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             insecure_http: false,
             shutdown_grace: 30.0,
+            header_read_timeout: 30.0,
+            body_read_timeout: 30.0,
         }
     }
 }
@@ -301,6 +308,13 @@ impl Config {
         {
             return bad("server.shutdown_grace", "must be seconds in [0, 3600]");
         }
+        let read_timeout = |t: f64| t.is_finite() && t > 0.0 && t <= 3600.0;
+        if !read_timeout(self.server.header_read_timeout) {
+            return bad("server.header_read_timeout", "must be seconds in (0, 3600]");
+        }
+        if !read_timeout(self.server.body_read_timeout) {
+            return bad("server.body_read_timeout", "must be seconds in (0, 3600]");
+        }
         let t = &self.tls;
         if t.cert_file.is_some() != t.key_file.is_some() {
             return bad(
@@ -358,6 +372,15 @@ impl Config {
             fast_recovery: d.fast_recovery,
             disable_after: secs(d.disable_after),
             svix_headers: d.svix_headers,
+        }
+    }
+
+    /// Time limits on what HTTP clients send (validated already).
+    pub fn serve_options(&self) -> crate::server::ServeOptions {
+        crate::server::ServeOptions {
+            header_read_timeout: std::time::Duration::from_secs_f64(
+                self.server.header_read_timeout,
+            ),
         }
     }
 
@@ -502,6 +525,11 @@ mod tests {
             ),
             ("HERALD_SERVER__LISTEN", "nowhere", "listen"),
             ("HERALD_SERVER__LISTNE", "127.0.0.1:1", "listne"),
+            (
+                "HERALD_SERVER__BODY_READ_TIMEOUT",
+                "0",
+                "server.body_read_timeout",
+            ),
         ];
         for (k, v, key) in cases {
             let err = Config::load(None, env(&[(k, v)]), &Overrides::default()).unwrap_err();

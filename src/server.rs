@@ -18,18 +18,29 @@ use warp::http::uri::{PathAndQuery, Uri};
 use warp::http::Request;
 use warp::reply::Response;
 
-/// How long a client may take to send request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an HTTP/2 connection is pinged, and how long the answer may take before the
+/// connection is closed: a peer that vanished without a FIN does not hold its connection forever.
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open requests may run on after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Time limits on clients (the request body's is the API's, as hyper has none).
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// To send a request's headers; on HTTP/1 hyper also applies it to the idle wait for the
+    /// next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+}
 
 /// Serve `routes` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
     tls: Option<TlsAcceptor>,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -75,7 +86,12 @@ pub async fn serve(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(options.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(H2_PING_EVERY)
+                .keep_alive_timeout(H2_PING_TIMEOUT);
             let served = match tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);

@@ -1,6 +1,6 @@
 //! `POST /api/v1/admin/backup`: a consistent copy of the store, written by the server itself to a
-//! new directory on its machine (writes pause while it is made). Start Herald on that directory,
-//! with the same main key, to restore. Used by `herald backup`.
+//! new directory on its machine while it goes on serving (writes pause only for moments). Start
+//! Herald on that directory, with the same main key, to restore. Used by `herald backup`.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::ApiError;
-use super::{body, json, reply, respond, with, State};
+use super::{blocking, body, json, reply, respond, with, State};
 use crate::domain::ValidationError;
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +26,8 @@ struct BackupOut {
     destination: PathBuf,
     records: u64,
     took_ms: u64,
+    /// The longest moment writes waited for the backup.
+    longest_write_pause_ms: f64,
 }
 
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
@@ -52,15 +54,18 @@ async fn backup(s: State, body: Bytes) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let started = std::time::Instant::now();
     let target = dest.clone();
-    let records = tokio::task::spawn_blocking(move || store.backup_to(&target)).await??;
+    // The store refuses a second backup while one runs (409).
+    let report = blocking(move || Ok(store.backup_to(&target)?)).await?;
     let took_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(destination = %dest.display(), records, took_ms, "backup written");
+    let pause_ms = report.longest_write_pause.as_secs_f64() * 1000.0;
+    tracing::info!(destination = %dest.display(), records = report.records, took_ms, longest_write_pause_ms = pause_ms, "backup written");
     Ok(reply(
         StatusCode::OK,
         &BackupOut {
             destination: dest,
-            records,
+            records: report.records,
             took_ms,
+            longest_write_pause_ms: pause_ms,
         },
     ))
 }

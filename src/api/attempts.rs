@@ -148,12 +148,16 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(&state))
         .and(query())
-        .then(|a, m, s, q| async move { respond(by_msg(s, a, m, q)) });
+        .then(
+            |a, m, s, q| async move { respond(super::blocking(move || by_msg(s, a, m, q)).await) },
+        );
     let by_endpoint = warp::path!("app" / Seg / "attempt" / "endpoint" / Seg)
         .and(warp::get())
         .and(with(&state))
         .and(query())
-        .then(|a, e, s, q| async move { respond(by_endpoint(s, a, e, q)) });
+        .then(|a, e, s, q| async move {
+            respond(super::blocking(move || by_endpoint(s, a, e, q)).await)
+        });
     let one = warp::path!("app" / Seg / "msg" / Seg / "attempt" / Seg)
         .and(warp::get())
         .and(with(&state))
@@ -162,7 +166,9 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(&state))
         .and(query())
-        .then(|a, m, s, q| async move { respond(destinations(s, a, m, q)) });
+        .then(|a, m, s, q| async move {
+            respond(super::blocking(move || destinations(s, a, m, q)).await)
+        });
     let resend = warp::path!("app" / Seg / "msg" / Seg / "endpoint" / Seg / "resend")
         .and(warp::post())
         .and(with(&state))
@@ -401,13 +407,13 @@ async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
     let store = s.store.clone();
     let (a, e) = (app.id.clone(), ep.id.clone());
     // Outcomes are recorded per destination; what waits for a try is in the queue.
-    let (counts, queued) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((
+    let (counts, queued) = super::blocking(move || {
+        Ok((
             store.destination_counts(&a, &e, since, until)?,
             store.queued_count(&a, &e, since, until)?,
         ))
     })
-    .await??;
+    .await?;
     let sending = (s.delivery.load_of(&app.id, &ep.id).running as u64).min(queued);
     let pending = queued - sending;
     Ok(reply(
@@ -427,19 +433,19 @@ async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
     let ep = find_endpoint(&s, &app, &ep)?;
     let store = s.store.clone();
     let (a, e) = (app.id.clone(), ep.id.clone());
-    let (recent, health, queued) = tokio::task::spawn_blocking(move || {
+    let (recent, health, queued) = super::blocking(move || {
         let q = crate::store::PageQuery {
             limit: HEALTH_WINDOW,
             cursor: None,
             descending: true,
         };
-        Ok::<_, crate::store::StoreError>((
+        Ok((
             store.list_attempts_by_endpoint(&a, &e, &q, |_| true)?.items,
             store.endpoint_health(&a, &e)?,
             store.queued_count_capped(&a, &e, HEALTH_QUEUE_CAP) as u64,
         ))
     })
-    .await??;
+    .await?;
     let success = recent
         .iter()
         .filter(|a| a.status == DeliveryStatus::Success)

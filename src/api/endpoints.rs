@@ -223,7 +223,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(&state))
         .and(query())
-        .then(|a, s, q| async move { respond(list(s, a, q)) });
+        .then(|a, s, q| async move { respond(super::blocking(move || list(s, a, q)).await) });
     let create = warp::path!("app" / Seg / "endpoint")
         .and(warp::post())
         .and(with(&state))

@@ -24,6 +24,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive within {} seconds", .0.as_secs_f64())]
+    RequestTimeout(std::time::Duration),
     #[error("validation failed")]
     Validation(Vec<ValidationError>),
     #[error("the server is out of storage space: nothing was written; retry later")]
@@ -89,6 +91,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Validation(_) => "validation_error",
             ApiError::InsufficientStorage => "insufficient_storage",
             ApiError::Internal(_) => "server_error",
@@ -162,6 +166,7 @@ pub async fn handle_rejection(r: warp::Rejection) -> Result<Response, std::conve
         match e {
             ApiError::Unauthorized => ApiError::Unauthorized,
             ApiError::PayloadTooLarge(n) => ApiError::PayloadTooLarge(*n),
+            ApiError::RequestTimeout(t) => ApiError::RequestTimeout(*t),
             ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
             ApiError::InsufficientStorage => ApiError::InsufficientStorage,
             other => ApiError::Internal(other.to_string()),

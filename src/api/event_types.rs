@@ -128,7 +128,7 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with(&state))
         .and(query())
-        .then(|s, q| async move { respond(list(s, q)) });
+        .then(|s, q| async move { respond(super::blocking(move || list(s, q)).await) });
     let create = warp::path!("event-type")
         .and(warp::post())
         .and(with(&state))

@@ -124,14 +124,15 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(query())
         .then(|app, s, q| async move {
             // A status filter reads each message's destinations: keep long scans off the runtime.
-            let listed = tokio::task::spawn_blocking(move || list(s, app, q)).await;
-            respond(listed.unwrap_or_else(|e| Err(e.into())))
+            respond(super::blocking(move || list(s, app, q)).await)
         });
     let get = warp::path!("app" / Seg / "msg" / Seg)
         .and(warp::get())
         .and(with(&state))
         .and(query())
-        .then(|app, m, s, q| async move { respond(get(s, app, m, q)) });
+        .then(
+            |app, m, s, q| async move { respond(super::blocking(move || get(s, app, m, q)).await) },
+        );
     let example = warp::path!("app" / Seg / "endpoint" / Seg / "send-example")
         .and(warp::post())
         .and(with(&state))

@@ -47,6 +47,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// POSTs running now, by idempotency key.
     pub in_flight: idempotency::InFlight,
+    /// How long a client may take to send a whole request body.
+    pub body_read_timeout: std::time::Duration,
 }
 
 pub type State = Arc<ApiState>;
@@ -107,9 +109,9 @@ fn query() -> impl Filter<Extract = (Query,), Error = Infallible> + Clone {
 }
 
 /// The request body, refused with 413 beyond the configured size (by its length header if it has
-/// one, else while reading).
+/// one, else while reading), and with 408 when it has not all arrived in time.
 fn body(state: &State) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
-    let limit = state.max_body_bytes;
+    let (limit, timeout) = (state.max_body_bytes, state.body_read_timeout);
     warp::header::optional::<u64>("content-length")
         .and_then(move |len: Option<u64>| async move {
             match len {
@@ -121,17 +123,31 @@ fn body(state: &State) -> impl Filter<Extract = (Bytes,), Error = warp::Rejectio
         })
         .untuple_one()
         .and(warp::body::stream())
-        .and_then(move |stream| collect_limited(stream, limit))
+        .and_then(move |stream| collect_limited(stream, limit, timeout))
 }
 
-async fn collect_limited<S, B>(stream: S, limit: usize) -> Result<Bytes, warp::Rejection>
+/// Read the whole body, within `limit` bytes and `timeout` in all: hyper bounds the time to send
+/// headers but not a body, so a client that trickles or stops one would hold its connection and
+/// task forever. After the 408 hyper closes the connection, as the body was not read to its end.
+async fn collect_limited<S, B>(
+    stream: S,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, warp::Rejection>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut stream = std::pin::pin!(stream);
     let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            return Err(warp::reject::custom(ApiError::RequestTimeout(timeout)));
+        };
+        let Some(chunk) = next else {
+            break;
+        };
         let mut chunk = chunk.map_err(|_| {
             warp::reject::custom(ApiError::BadRequest("could not read request body".into()))
         })?;
@@ -146,6 +162,16 @@ where
         }
     }
     Ok(Bytes::from(buf))
+}
+
+/// Run `f` (a handler's store work) on the blocking pool: a sled scan must not hold up a runtime
+/// worker, and with it every other request on that worker.
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
 }
 
 /// Map a handler's result to a response.

@@ -19,8 +19,13 @@ mod space;
 mod tokens;
 
 use std::fs::File;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
@@ -132,8 +137,11 @@ struct Inner {
     endpoint_uid: sled::Tree,
     tokens: sled::Tree,
     sealer: seal::Sealer,
-    /// Writers hold it shared; a backup holds it alone, so it copies one consistent state.
+    /// Writers hold it shared around the sync part of each write; a backup holds it alone for two
+    /// moments (see `backup_to`), so what it copies is one consistent state.
     gate: std::sync::RwLock<()>,
+    /// Held while a backup runs: one at a time.
+    backup: Mutex<()>,
     /// Added to sled's id counter: a store restored from a backup hands out numbers above the
     /// ones its queue keys already use.
     seq_offset: u64,
@@ -201,6 +209,7 @@ impl Store {
         let inner = Inner {
             sealer,
             gate: std::sync::RwLock::new(()),
+            backup: Mutex::new(()),
             seq_offset,
             apps: tree(keys::TREE_APPS)?,
             app_uid: tree(keys::TREE_APP_UID)?,
@@ -309,49 +318,218 @@ impl Store {
     }
 
     /// Shared hold on the write gate, for the sync part of every write (never across an await).
-    fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.inner.gate.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Copy the whole store into a new store under `dest` (which must not exist): writes pause
-    /// meanwhile, so the copy is one consistent state; it is flushed and fsync'd before return.
-    /// Returns the number of records copied.
-    pub fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
-        let _exclusive = self.inner.gate.write().unwrap_or_else(|e| e.into_inner());
-        let path = dest.join(FORMAT_DIR);
-        crate::fsio::create_dir_all(&path)?;
-        let target = sled::Config::new().path(&path).create_new(true).open()?;
-        let mut records = 0;
-        for name in self.inner.db.tree_names() {
-            let (from, to) = (self.inner.db.open_tree(&name)?, target.open_tree(&name)?);
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for kv in from.iter() {
-                let (k, v) = kv?;
-                batch.insert(k, v);
-                n += 1;
-                if n % 4096 == 0 {
-                    to.apply_batch(std::mem::take(&mut batch))?;
+    /// While a backup holds the gate (a moment, see `backup_to`), a caller on a runtime worker
+    /// waits in `block_in_place`, so the runtime moves the worker's other tasks elsewhere.
+    fn write_gate(&self) -> RwLockReadGuard<'_, ()> {
+        match self.inner.gate.try_read() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                let wait = || self.inner.gate.read().unwrap_or_else(|e| e.into_inner());
+                // block_in_place panics on a current-thread runtime; blocking threads and plain
+                // threads just wait.
+                let on_workers = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                if on_workers {
+                    tokio::task::block_in_place(wait)
+                } else {
+                    wait()
                 }
             }
-            to.apply_batch(batch)?;
-            records += n;
         }
-        let floor = self.next_seq()?.saturating_add(1);
-        target
-            .open_tree(keys::TREE_META)?
-            .insert(META_SEQ_OFFSET, &floor.to_be_bytes())?;
-        target.flush()?;
-        File::open(path.join("db"))?.sync_all()?;
-        // The directories were made durable above; this commits the names of sled's files.
-        crate::fsio::sync_dir(&path)?;
-        Ok(records)
+    }
+
+    /// Hold the write gate alone; returns the guard and when writers began to wait. It first
+    /// tries without queueing, because a queued exclusive request also stops new shared holds:
+    /// behind a long shared holder (a retention purge) every writer would wait with it.
+    fn pause_writes(&self) -> (RwLockWriteGuard<'_, ()>, Instant) {
+        let patience = Instant::now() + PAUSE_PATIENCE;
+        loop {
+            match self.inner.gate.try_write() {
+                Ok(g) => return (g, Instant::now()),
+                Err(TryLockError::Poisoned(p)) => return (p.into_inner(), Instant::now()),
+                Err(TryLockError::WouldBlock) if Instant::now() < patience => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let since = Instant::now();
+                    return (
+                        self.inner.gate.write().unwrap_or_else(|e| e.into_inner()),
+                        since,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Copy the whole store into a new store under `dest` (which must not exist), flushed and
+    /// fsync'd before return. Writes go on during the copy: a subscriber on every tree records
+    /// each change made after the copy began, and the changes are replayed onto the copy, so it
+    /// holds the one state of the moment the backup ends. Writers wait only for two short pauses:
+    /// one to start the subscribers and one to replay the last changes. One backup at a time.
+    pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let _one = match self.inner.backup.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::Conflict("a backup is already running".into()))
+            }
+        };
+        let path = dest.join(FORMAT_DIR);
+        crate::fsio::create_dir_all(&path)?;
+        let target = sled::Config::new()
+            .path(&path)
+            .cache_capacity(BACKUP_CACHE_BYTES)
+            .create_new(true)
+            .open()?;
+        let trees = self
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .map(|name| Ok((self.inner.db.open_tree(name)?, target.open_tree(name)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Subscribed while no write is under way, so every write is either seen by the copy's
+        // scan or recorded (or both: replaying it again is harmless).
+        let (subscribers, first_pause) = {
+            let (_paused, since) = self.pause_writes();
+            let subs: Vec<sled::Subscriber> = trees
+                .iter()
+                .map(|(from, _)| from.watch_prefix(vec![]))
+                .collect();
+            (subs, since.elapsed())
+        };
+        let changes = Mutex::new(vec![Vec::new(); trees.len()]);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let drainer = scope.spawn(|| drain_changes(subscribers, &changes, &stop));
+            // Stops the drainer on every way out, so the scope can end.
+            let _stop = StopOnDrop(&stop);
+            // Record by record, not in batches: sled's `apply_batch` holds a process-wide lock
+            // that stops every write to the live store until the batch is in.
+            let mut records = 0;
+            for (i, (from, to)) in trees.iter().enumerate() {
+                for kv in from.iter() {
+                    let (k, v) = kv?;
+                    to.insert(k, v)?;
+                    records += 1;
+                    if records % 4096 == 0 {
+                        // Keeps the recorded changes (memory) to those of the tree being copied.
+                        replay(&trees[..i], &changes)?;
+                    }
+                }
+            }
+            replay(&trees, &changes)?;
+            let (paused, since) = self.pause_writes();
+            // The drainer's last pass starts after this, so it sees every write made before.
+            stop.store(true, Ordering::Release);
+            if drainer.join().is_err() {
+                return Err(StoreError::Io(std::io::Error::other(
+                    "backup change recorder failed",
+                )));
+            }
+            replay(&trees, &changes)?;
+            let floor = self.next_seq()?.saturating_add(1);
+            drop(paused);
+            let second_pause = since.elapsed();
+            target
+                .open_tree(keys::TREE_META)?
+                .insert(META_SEQ_OFFSET, &floor.to_be_bytes())?;
+            target.flush()?;
+            File::open(path.join("db"))?.sync_all()?;
+            File::open(&path)?.sync_all()?;
+            File::open(dest)?.sync_all()?;
+            Ok(BackupReport {
+                records,
+                longest_write_pause: first_pause.max(second_pause),
+            })
+        })
     }
 
     /// Bytes sled uses on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
     }
+}
+
+/// What a backup did.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupReport {
+    /// Records copied by the scan (changes replayed after it are not counted).
+    pub records: u64,
+    /// The longer of the two moments writers were held back.
+    pub longest_write_pause: Duration,
+}
+
+/// The copy's page cache: it is only written, so sled's default (1 GiB) would be memory spent
+/// for nothing.
+const BACKUP_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long a backup tries to pause writes without queueing (see `pause_writes`).
+const PAUSE_PATIENCE: Duration = Duration::from_secs(30);
+
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Move the changes the subscribers (one per tree) see into `changes`, in order, until `stop`.
+/// Polled rather than blocking: a subscriber has no way to wake a blocked reader to stop.
+fn drain_changes(
+    mut subs: Vec<sled::Subscriber>,
+    changes: &Mutex<Vec<Vec<sled::Event>>>,
+    stop: &AtomicBool,
+) {
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        let last = stop.load(Ordering::Acquire);
+        let mut idle = true;
+        for (i, sub) in subs.iter_mut().enumerate() {
+            let mut fresh = Vec::new();
+            while let Poll::Ready(Some(event)) = Pin::new(&mut *sub).poll(&mut cx) {
+                fresh.push(event);
+            }
+            if !fresh.is_empty() {
+                idle = false;
+                changes.lock().unwrap_or_else(|e| e.into_inner())[i].extend(fresh);
+            }
+        }
+        if last {
+            return;
+        }
+        // Writers block once a subscriber holds 1024 unread changes: keep the polls frequent.
+        if idle {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Apply the recorded changes of `trees` (source, copy) to their copies, in the order they
+/// happened, one by one (see the copy loop on batches).
+fn replay(
+    trees: &[(sled::Tree, sled::Tree)],
+    changes: &Mutex<Vec<Vec<sled::Event>>>,
+) -> Result<(), StoreError> {
+    let pending: Vec<Vec<sled::Event>> = {
+        let mut all = changes.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter_mut()
+            .take(trees.len())
+            .map(std::mem::take)
+            .collect()
+    };
+    for ((_, to), events) in trees.iter().zip(pending) {
+        for event in events {
+            match event {
+                sled::Event::Insert { key, value } => to.insert(key, value)?,
+                sled::Event::Remove { key } => to.remove(key)?,
+            };
+        }
+    }
+    Ok(())
 }
 
 /// Within a transaction: write `value` at `key` of `main` and move the uid index entry of the record
@@ -419,6 +597,149 @@ mod tests {
             store.durable().await.is_err(),
             "writes after close must not be promised durable"
         );
+    }
+
+    fn app(uid: String) -> crate::domain::Application {
+        let now = crate::domain::Timestamp::now();
+        crate::domain::Application {
+            id: crate::domain::AppId::generate(),
+            uid: Some(uid),
+            name: "a".into(),
+            metadata: Default::default(),
+            throttle_rate: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Writers create, rename (moving the uid index entry) and delete applications while a backup
+    /// runs: the copy is still one state, with every uid index entry matching its application.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_taken_during_writes_is_one_consistent_state() {
+        use std::collections::HashMap;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("live"), &StoreOptions::for_tests()).unwrap();
+        // Seeded directly (consistently): enough that copying takes a while.
+        let mut seeded = Vec::new();
+        for n in 0..20_000 {
+            let a = app(format!("seed-{n}"));
+            let key = keys::app(&a.id);
+            store
+                .inner
+                .apps
+                .insert(&key, codec::encode(&a).unwrap())
+                .unwrap();
+            store
+                .inner
+                .app_uid
+                .insert(keys::app_uid(&format!("seed-{n}")), key)
+                .unwrap();
+            seeded.push(a.id);
+        }
+        for n in 0..20_000u32 {
+            store
+                .inner
+                .idempotency
+                .insert(n.to_be_bytes(), vec![7; 2048])
+                .unwrap();
+        }
+        let seeded = Arc::new(seeded);
+        let done = Arc::new(AtomicBool::new(false));
+        let during = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut writers = Vec::new();
+        for w in 0..8 {
+            let (store, seeded, done, during) =
+                (store.clone(), seeded.clone(), done.clone(), during.clone());
+            writers.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !done.load(Ordering::Relaxed) && n < 100_000 {
+                    let target = &seeded[(w * 2_500 + n / 3) % seeded.len()];
+                    match n % 3 {
+                        0 => store
+                            .create_app(&app(format!("new-{w}-{n}")))
+                            .await
+                            .unwrap(),
+                        1 => {
+                            let uid = format!("moved-{w}-{n}");
+                            let _ = store
+                                .update_app(target, |a| a.uid = Some(uid.clone()))
+                                .await;
+                        }
+                        _ => {
+                            store.delete_app(target).await.unwrap();
+                        }
+                    }
+                    n += 1;
+                    during.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = during.load(Ordering::Relaxed);
+        let (s, dest) = (store.clone(), dir.path().join("copy"));
+        let report = tokio::task::spawn_blocking(move || s.backup_to(&dest))
+            .await
+            .unwrap()
+            .unwrap();
+        let writes = during.load(Ordering::Relaxed) - before;
+        done.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert!(writes >= 50, "only {writes} writes ran during the backup");
+        assert!(report.records >= 60_000, "{report:?}");
+
+        let copy = Store::open(&dir.path().join("copy"), &StoreOptions::for_tests()).unwrap();
+        let mut apps = HashMap::new();
+        for kv in copy.inner.apps.iter() {
+            let (k, v) = kv.unwrap();
+            let a: crate::domain::Application = codec::decode(&v).unwrap();
+            apps.insert(k.to_vec(), a.uid);
+        }
+        let mut indexed = 0;
+        for kv in copy.inner.app_uid.iter() {
+            let (uid, key) = kv.unwrap();
+            let uid = String::from_utf8(uid.to_vec()).unwrap();
+            assert_eq!(
+                apps.get(key.as_ref()),
+                Some(&Some(uid.clone())),
+                "index entry {uid} does not match its application"
+            );
+            indexed += 1;
+        }
+        assert_eq!(indexed, apps.values().filter(|u| u.is_some()).count());
+        assert!(
+            apps.values().flatten().any(|u| u.starts_with("moved-")),
+            "the copy holds writes made during the backup"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_backup_at_a_time_and_writers_wait_out_a_pause_on_any_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("live"), &StoreOptions::for_tests()).unwrap();
+        {
+            let _running = store.inner.backup.lock().unwrap();
+            assert!(matches!(
+                store.backup_to(&dir.path().join("copy")),
+                Err(StoreError::Conflict(_))
+            ));
+        }
+        // A current-thread runtime cannot block_in_place: the writer waits plainly.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = store.clone();
+        let pauser = std::thread::spawn(move || {
+            let (_paused, _) = s.pause_writes();
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        });
+        rx.recv().unwrap();
+        let started = Instant::now();
+        store.create_app(&app("after-pause".into())).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        pauser.join().unwrap();
+        let report = store.backup_to(&dir.path().join("copy")).unwrap();
+        assert!(report.records >= 2, "{report:?}");
     }
 
     /// Every acknowledged write waits for a flush + fsync round that began after it. (SIGKILL tests

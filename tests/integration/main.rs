@@ -2,6 +2,7 @@
 //! temporary data directory) through the official `svix` SDK or plain HTTP.
 
 mod apps;
+mod backup_load;
 mod cli;
 mod crash;
 mod delivery;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod metrics;
 mod openapi;
 mod power_loss;
+mod slow_clients;
 mod support;
 mod tls;
 mod ui_api;
