@@ -687,17 +687,7 @@ pub(super) mod tests {
         let (ep, other) = (EndpointId::generate(), EndpointId::generate());
         let mut msgs = Vec::new();
         for _ in 0..5 {
-            let m = Message {
-                id: MessageId::generate(),
-                app_id: app.clone(),
-                event_type: "a.b".into(),
-                event_id: None,
-                channels: None,
-                tags: None,
-                payload: b"{}".to_vec(),
-                created_at: Timestamp::now(),
-                destinations: vec![ep.clone(), other.clone()],
-            };
+            let m = message(&app, &[ep.clone(), other.clone()]);
             store.create_message(&m, None).await.unwrap();
             msgs.push(m);
         }
