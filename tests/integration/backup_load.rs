@@ -214,9 +214,13 @@ async fn health_stays_fast_and_deliveries_go_on_while_a_backup_runs() {
         took >= Duration::from_millis(800),
         "the store is too small for the backup to take long enough to matter ({took:?})"
     );
+    // The target is 100 ms. A busy shared machine (CI beside other builds) slows every poll, so
+    // the bound adds twice the slowest poll seen before the backup began; a stall (the old
+    // backup held every writer, and with them the runtime, for the whole copy: 1.6 s) still fails.
+    let bound = Duration::from_millis(100) + 2 * *calm.last().unwrap();
     assert!(
-        percentile(&lat, 0.99) < Duration::from_millis(100),
-        "health p99 during the backup: {:?}",
+        percentile(&lat, 0.99) < bound,
+        "health p99 during the backup: {:?} (bound {bound:?})",
         percentile(&lat, 0.99)
     );
     assert!(
