@@ -40,6 +40,11 @@ pub use crate::domain::EndpointRef as EpRef;
 const RECOVERY_CHUNK: usize = 256;
 /// Longest sleep between looks at the queue (a safety net; wake-ups normally come by event).
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// An idle endpoint whose breaker is open is remembered this long after its last try, so the
+/// next message meets one probe (and the health API shows it failing), then forgotten.
+const OPEN_MEMORY_MS: i64 = 3_600_000;
+/// How often idle endpoints are looked at for forgetting.
+const SWEEP_EVERY_MS: i64 = 60_000;
 /// After the store failed to record a try, the endpoint waits this long before its next start, so
 /// a store that refuses writes (disk full) does not turn into a loop of repeated deliveries.
 const BOOKKEEPING_BACKOFF_MS: i64 = 5_000;
@@ -71,6 +76,8 @@ struct EpState {
     parked: bool,
     /// Start nothing before this time (after a bookkeeping failure).
     hold_until: i64,
+    /// When its last try ended.
+    last_try: i64,
 }
 
 #[derive(Default)]
@@ -128,6 +135,7 @@ impl Schedule {
             moving: false,
             parked: false,
             hold_until: 0,
+            last_try: 0,
         })
     }
 
@@ -139,13 +147,27 @@ impl Schedule {
     }
 
     /// Forget an endpoint with nothing running, listed or parked (bounded memory: one entry per
-    /// endpoint with work, not per endpoint ever seen).
-    fn prune(&mut self, ep: &EpRef) {
+    /// endpoint with work, not per endpoint ever seen), unless its breaker is open and it was
+    /// tried within `OPEN_MEMORY_MS`.
+    fn prune(&mut self, ep: &EpRef, now: i64) {
         let idle = self.endpoints.get(ep).is_some_and(|e| {
-            e.running.is_empty() && !e.moving && !e.parked && !self.due_of.contains_key(ep)
+            e.running.is_empty()
+                && !e.moving
+                && !e.parked
+                && !self.due_of.contains_key(ep)
+                && (e.breaker.state() == breaker::State::Closed
+                    || now - e.last_try >= OPEN_MEMORY_MS)
         });
         if idle {
             self.endpoints.remove(ep);
+        }
+    }
+
+    /// Forget every endpoint `prune` would.
+    fn sweep(&mut self, now: i64) {
+        let all: Vec<EpRef> = self.endpoints.keys().cloned().collect();
+        for ep in all {
+            self.prune(&ep, now);
         }
     }
 
@@ -298,6 +320,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
     load(&shared).await;
     // Set when every global slot is taken: then only a finished try (an event) can help.
     let mut out_of_permits = false;
+    let mut swept = Timestamp::now().millis();
     loop {
         while let Ok(ev) = rx.try_recv() {
             out_of_permits &= !matches!(ev, Event::Finished { .. });
@@ -307,6 +330,10 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             return;
         }
         let now = Timestamp::now().millis();
+        if now - swept >= SWEEP_EVERY_MS {
+            shared.lock().sweep(now);
+            swept = now;
+        }
         if !out_of_permits {
             // A bounded round, so events (finished tries) are heard between rounds.
             for _ in 0..64 {
@@ -359,6 +386,7 @@ fn handle(shared: &Arc<Shared>, ev: Event) {
             let mut s = shared.lock();
             let e = s.endpoint(&ep, cap);
             e.running.remove(&key);
+            e.last_try = now;
             let closed = e.breaker.record(report.signal, now);
             if closed {
                 tracing::info!(endpoint = %ep.1, "endpoint answers again: circuit breaker closed");
@@ -506,7 +534,7 @@ fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
     // Everything due has started: list the endpoint at its next due time, or let it go.
     match shared.store.next_due(&ep.0, &ep.1, &skip) {
         Ok(Some(next)) => shared.lock().set_due(ep, next),
-        Ok(None) => shared.lock().prune(&ep),
+        Ok(None) => shared.lock().prune(&ep, now),
         Err(e) => {
             tracing::error!(error = %e, "reading the queue failed");
             shared.lock().set_due(ep, now + BOOKKEEPING_BACKOFF_MS);
@@ -581,17 +609,29 @@ mod tests {
         s.endpoint(&e, 8)
             .running
             .insert(vec![1], MessageId::generate());
-        s.prune(&e);
+        s.prune(&e, 0);
         assert!(s.endpoints.contains_key(&e), "running: kept");
         s.endpoint(&e, 8).running.clear();
         s.set_due(e.clone(), 5);
-        s.prune(&e);
+        s.prune(&e, 0);
         assert!(s.endpoints.contains_key(&e), "listed: kept");
         s.take_head(10);
-        s.prune(&e);
+        s.prune(&e, 10);
         assert!(!s.endpoints.contains_key(&e));
         s.apps.entry(app.clone()).or_default();
         s.prune_app(&app);
         assert!(s.apps.is_empty());
+
+        // An open breaker outlives its work for a while, then goes too.
+        let failing = ep(&app);
+        let st = s.endpoint(&failing, 8);
+        for t in 0..3 {
+            st.breaker.record(Signal::Unhealthy, t);
+        }
+        st.last_try = 1_000;
+        s.prune(&failing, 2_000);
+        assert!(s.endpoints.contains_key(&failing), "open: remembered");
+        s.sweep(1_000 + OPEN_MEMORY_MS);
+        assert!(s.endpoints.is_empty(), "forgotten after an hour idle");
     }
 }

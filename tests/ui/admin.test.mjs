@@ -253,6 +253,8 @@ test('operator chores: search, pages, rename, delete, archive, secrets, headers,
   await eventually('the message failed', async () =>
     (await api('GET', `/app/tenant-01/msg/${msg.id}`)).body.status === 2, 20_000);
   await page.getByTestId('health').getByText('HTTP 500').waitFor();
+  // Three failures in a row opened the endpoint's circuit breaker.
+  await page.getByTestId('health').getByText('one try at a time', { exact: false }).waitFor();
   await screenshot(page, 'endpoint-failing');
   receiver.answer(200, 'ok');
   const before = receiver.received.filter((r) => r.path === '/t1' && r.headers['x-tenant'] === 'one').length;
@@ -263,6 +265,7 @@ test('operator chores: search, pages, rename, delete, archive, secrets, headers,
   await eventually('the message delivered', async () =>
     (await api('GET', `/app/tenant-01/msg/${msg.id}`)).body.status === 0);
   await page.getByTestId('health').getByText('HTTP 200').waitFor();
+  await page.getByTestId('health').getByText('Closed: up to', { exact: false }).waitFor();
 
   assert.deepEqual(problems, []);
   await context.close();

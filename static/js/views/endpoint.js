@@ -3,7 +3,7 @@
 // and deleting the endpoint.
 
 import { api, seg, isAbort } from '../api.js';
-import { h, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, route, toast, copyText } from '../ui.js';
+import { h, badge, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, route, toast, copyText } from '../ui.js';
 import { loadEventTypes, endpointSettingsForm } from './endpoint-form.js';
 import { lastStatus, successRate, stateCell } from './endpoints.js';
 import { attemptsTable } from './attempts.js';
@@ -17,12 +17,24 @@ function healthList({ ep, health }) {
   const item = (label, value) => h('div', { class: 'kv' }, h('dt', null, label), h('dd', null, value));
   return h('dl', { class: 'kv-list' },
     item('State', stateCell(ep, health)),
+    item('Circuit breaker', circuit(health)),
     item('Last attempt', lastStatus(health)),
     item('Success rate', successRate(health)),
     item('Failing since', timeEl(health && health.failingSince)),
     item('Last success', timeEl(health && health.lastSuccessAt)),
     item('Recent attempts', health ? `${c.success || 0} succeeded, ${c.fail || 0} failed (of the last 100)` : '—'),
     item('Waiting', health ? waiting(c) : '—'));
+}
+
+/** Closed: up to N tries at once; open: failing, one probe at a time (see the README). */
+function circuit(health) {
+  const c = health && health.circuit;
+  if (!c) return '—';
+  if (c.state === 'open') {
+    return h('span', { class: 'stacked' }, badge('Open', 'warn'),
+      h('span', { class: 'reason' }, 'Failing: one try at a time until it answers 2xx. Since '), timeEl(c.openSince));
+  }
+  return `Closed: up to ${c.concurrencyLimit} tries at once (${c.running} running)`;
 }
 
 /** Deliveries queued for the endpoint; Herald stops counting at 10,000 (see the health route). */
