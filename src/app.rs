@@ -81,7 +81,7 @@ pub async fn run(
     let state = Arc::new(ApiState {
         auth: Auth::load(&store)?,
         store: store.clone(),
-        metrics,
+        metrics: metrics.clone(),
         delivery: delivery.clone(),
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
@@ -105,7 +105,8 @@ pub async fn run(
     tracing::info!("listening on {scheme}://{local}");
     crate::systemd::notify("READY=1");
     let options = config.serve_options();
-    crate::server::serve(listener, api::routes(state), acceptor, options, shutdown).await;
+    let routes = api::routes(state);
+    crate::server::serve(listener, routes, acceptor, options, metrics, shutdown).await;
     crate::systemd::notify("STOPPING=1");
     tracing::info!("shutting down: letting running deliveries finish");
     let grace = std::time::Duration::from_secs_f64(config.server.shutdown_grace);

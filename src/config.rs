@@ -49,6 +49,12 @@ pub struct ServerConfig {
     pub header_read_timeout: f64,
     /// Seconds a client may take to send a whole request body (408 beyond).
     pub body_read_timeout: f64,
+    /// Seconds a connection may stay open with no request in progress (before its first byte,
+    /// after a TLS handshake, between requests, HTTP/2 with no open stream).
+    pub idle_timeout: f64,
+    /// Most client connections open at once; more are closed at once. 0 derives it from the
+    /// open-file limit.
+    pub max_connections: usize,
 }
 
 /// Built-in TLS: PEM files, or a self-signed certificate made on first start.
@@ -63,6 +69,8 @@ pub struct TlsConfig {
     pub self_signed: bool,
     /// Names the self-signed certificate is made for.
     pub hostnames: Vec<String>,
+    /// `Strict-Transport-Security: max-age=<seconds>` on every answer over TLS; 0 sends none.
+    pub hsts: u64,
 }
 
 impl Default for TlsConfig {
@@ -72,6 +80,7 @@ impl Default for TlsConfig {
             key_file: None,
             self_signed: false,
             hostnames: vec!["localhost".to_string()],
+            hsts: 31_536_000,
         }
     }
 }
@@ -137,6 +146,8 @@ impl Default for ServerConfig {
             shutdown_grace: 30.0,
             header_read_timeout: 30.0,
             body_read_timeout: 30.0,
+            idle_timeout: 60.0,
+            max_connections: 0,
         }
     }
 }
@@ -315,6 +326,15 @@ impl Config {
         if !read_timeout(self.server.body_read_timeout) {
             return bad("server.body_read_timeout", "must be seconds in (0, 3600]");
         }
+        if !read_timeout(self.server.idle_timeout) {
+            return bad("server.idle_timeout", "must be seconds in (0, 3600]");
+        }
+        if self.server.max_connections > 1_048_576 {
+            return bad(
+                "server.max_connections",
+                "must be at most 1048576 (0 derives it from the open-file limit)",
+            );
+        }
         let t = &self.tls;
         if t.cert_file.is_some() != t.key_file.is_some() {
             return bad(
@@ -375,12 +395,14 @@ impl Config {
         }
     }
 
-    /// Time limits on what HTTP clients send (validated already).
+    /// Limits on HTTP clients and their connections (validated already).
     pub fn serve_options(&self) -> crate::server::ServeOptions {
+        let secs = std::time::Duration::from_secs_f64;
         crate::server::ServeOptions {
-            header_read_timeout: std::time::Duration::from_secs_f64(
-                self.server.header_read_timeout,
-            ),
+            header_read_timeout: secs(self.server.header_read_timeout),
+            idle_timeout: secs(self.server.idle_timeout),
+            max_connections: self.server.max_connections,
+            hsts_max_age: Some(self.tls.hsts).filter(|s| *s > 0),
         }
     }
 
@@ -457,6 +479,16 @@ mod tests {
         assert_eq!(c.delivery.retry_schedule.len(), 7);
         assert_eq!(c.delivery.request_timeout, 15.0);
         assert_eq!((c.store.min_free_mb, c.store.ballast_mb), (128, 64));
+        assert_eq!(c.server.idle_timeout, 60.0);
+        assert_eq!(c.server.max_connections, 0, "derived from the file limit");
+        assert_eq!(c.tls.hsts, 31_536_000);
+        assert_eq!(c.serve_options().hsts_max_age, Some(31_536_000));
+        let off = Config::load(
+            None,
+            env(&[("HERALD_TLS__HSTS", "0")]),
+            &Overrides::default(),
+        );
+        assert_eq!(off.unwrap().serve_options().hsts_max_age, None);
     }
 
     #[test]
@@ -530,6 +562,13 @@ mod tests {
                 "0",
                 "server.body_read_timeout",
             ),
+            ("HERALD_SERVER__IDLE_TIMEOUT", "0", "server.idle_timeout"),
+            (
+                "HERALD_SERVER__MAX_CONNECTIONS",
+                "2000000",
+                "server.max_connections",
+            ),
+            ("HERALD_TLS__HSTS", "yes", "hsts"),
         ];
         for (k, v, key) in cases {
             let err = Config::load(None, env(&[(k, v)]), &Overrides::default()).unwrap_err();

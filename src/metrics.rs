@@ -1,9 +1,10 @@
 //! Process-wide counters for `/metrics` (Prometheus text format): messages accepted, deliveries by
-//! outcome, a histogram of attempt durations. Gauges that live in the store (queue depth, oldest
-//! due task, disabled endpoints, store size, free disk space and writes refused for lack of it)
-//! are read at scrape time by the API. Plain atomics:
-//! counting costs a few nanoseconds on the hot paths. A once-a-minute snapshot of the counters
-//! keeps the last hour, per minute, for the admin dashboard (in memory: it restarts at zero).
+//! outcome, a histogram of attempt durations, the server's connections (open, cap, refused).
+//! Gauges that live in the store (queue depth, oldest due task, disabled endpoints, store size,
+//! free disk space and writes refused for lack of it) are read at scrape time by the API. Plain
+//! atomics: counting costs a few nanoseconds on the hot paths. A once-a-minute snapshot of the
+//! counters keeps the last hour, per minute, for the admin dashboard (in memory: it restarts at
+//! zero).
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -44,6 +45,15 @@ pub struct Metrics {
     /// Counter values at the start of each recent minute, oldest first.
     minutes: Mutex<VecDeque<(i64, Counts)>>,
     started: Started,
+    connections: Connections,
+}
+
+/// The HTTP server's connections: open now, the cap, and those refused over it.
+#[derive(Debug, Default)]
+struct Connections {
+    open: AtomicU64,
+    max: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// When the process began counting.
@@ -136,6 +146,23 @@ impl Metrics {
         self.duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.duration_micros_sum
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed at once because `server.max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.connections.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_connections_max(&self, max: u64) {
+        self.connections.max.store(max, Ordering::Relaxed);
     }
 
     pub fn uptime(&self) -> Duration {
@@ -255,7 +282,35 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         render_storage(&mut out, &g.storage);
+        self.render_connections(&mut out);
         out
+    }
+
+    fn render_connections(&self, out: &mut String) {
+        let c = &self.connections;
+        let name = "herald_connections_refused_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections closed at once because server.max_connections were open.\n\
+             # TYPE {name} counter\n{name} {}",
+            c.refused.load(Ordering::Relaxed)
+        );
+        let gauges = [
+            (
+                "herald_connections_open",
+                "Client connections open now.",
+                &c.open,
+            ),
+            (
+                "herald_connections_max",
+                "The cap on open client connections (server.max_connections).",
+                &c.max,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
     }
 }
 
@@ -323,6 +378,21 @@ mod tests {
             !text.contains("herald_storage_free_bytes"),
             "unknown: left out"
         );
+    }
+
+    #[test]
+    fn connections_render_as_gauges_and_a_counter() {
+        let m = Metrics::default();
+        m.set_connections_max(20);
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.connection_refused();
+        let text = m.render(&StoreGauges::default());
+        assert!(text.contains("# TYPE herald_connections_refused_total counter\n"));
+        assert!(text.contains("herald_connections_refused_total 1\n"));
+        assert!(text.contains("# TYPE herald_connections_open gauge\nherald_connections_open 1\n"));
+        assert!(text.contains("herald_connections_max 20\n"));
     }
 
     #[test]

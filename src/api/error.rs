@@ -1,7 +1,8 @@
 //! The one client-facing error type, mapped once to HTTP: `{"code","detail"}` for most errors and
 //! `{"detail":[{loc,msg,type}]}` for 422 validation errors, as Svix answers. A 500 never carries
 //! internals; they go to the log. A write refused for lack of disk space is a 507 with
-//! `Retry-After` (the store counts and logs those, at most once a minute).
+//! `Retry-After` (the store counts and logs those, at most once a minute); a 401 carries
+//! `WWW-Authenticate: Bearer`.
 
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -139,11 +140,21 @@ impl ApiError {
             detail,
         };
         let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
-        if matches!(self, ApiError::InsufficientStorage) {
-            resp.headers_mut().insert(
-                warp::http::header::RETRY_AFTER,
-                STORAGE_RETRY_AFTER_SECS.into(),
-            );
+        match self {
+            ApiError::InsufficientStorage => {
+                resp.headers_mut().insert(
+                    warp::http::header::RETRY_AFTER,
+                    STORAGE_RETRY_AFTER_SECS.into(),
+                );
+            }
+            // RFC 6750: a 401 names the scheme the client should use.
+            ApiError::Unauthorized => {
+                resp.headers_mut().insert(
+                    warp::http::header::WWW_AUTHENTICATE,
+                    warp::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            _ => {}
         }
         resp
     }
@@ -201,6 +212,15 @@ mod tests {
         }
         let other = ApiError::from(StoreError::Durability("fsync failed".into()));
         assert_eq!(other.status(), 500);
+    }
+
+    #[test]
+    fn a_401_names_the_bearer_scheme() {
+        let resp = ApiError::Unauthorized.into_response();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let other = ApiError::NotFound("x").into_response();
+        assert!(other.headers().get("www-authenticate").is_none());
     }
 
     #[test]

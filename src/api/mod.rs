@@ -53,8 +53,30 @@ pub struct ApiState {
 
 pub type State = Arc<ApiState>;
 
-/// All routes, with every rejection turned into a JSON error.
+/// All routes, with every rejection turned into a JSON error and the headers every answer carries.
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
+    warp::path::full()
+        .and(resources(state))
+        .map(|path: warp::path::FullPath, mut resp: Response| {
+            common_headers(path.as_str(), resp.headers_mut());
+            resp
+        })
+        .boxed()
+}
+
+/// Headers for every answer, set here once rather than per handler: no MIME sniffing anywhere;
+/// nothing under `/api/` is cached (answers carry secrets, tokens' views and live state). A
+/// header a route already set (the UI's) is kept.
+fn common_headers(path: &str, h: &mut warp::http::HeaderMap) {
+    use warp::http::header::{HeaderValue, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+    h.entry(X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    if path == "/api" || path.starts_with("/api/") {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+fn resources(state: State) -> BoxedFilter<(Response,)> {
     let v1 = warp::path("api").and(warp::path("v1"));
     let protected = v1.and(authenticated(state.clone())).and(
         apps::routes(state.clone())
@@ -197,5 +219,29 @@ impl std::str::FromStr for Seg {
         Ok(Seg(percent_encoding::percent_decode_str(s)
             .decode_utf8()?
             .into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_answers_are_not_stored_and_nothing_is_sniffed() {
+        let mut h = warp::http::HeaderMap::new();
+        common_headers("/api/v1/app/app_1/endpoint/ep_1/secret", &mut h);
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+
+        let mut h = warp::http::HeaderMap::new();
+        h.insert("cache-control", "no-cache".parse().unwrap());
+        common_headers("/js/main.js", &mut h);
+        assert_eq!(h["cache-control"], "no-cache", "the UI's own caching stays");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h.get_all("x-content-type-options").iter().count(), 1);
+
+        let mut h = warp::http::HeaderMap::new();
+        common_headers("/apis", &mut h);
+        assert!(h.get("cache-control").is_none());
     }
 }

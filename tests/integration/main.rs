@@ -4,6 +4,7 @@
 mod apps;
 mod backup_load;
 mod cli;
+mod connections;
 mod crash;
 mod delivery;
 mod delivery_failures;
@@ -11,6 +12,7 @@ mod disk_full;
 mod endpoints;
 mod errors;
 mod event_types;
+mod headers;
 mod idempotency;
 mod isolation;
 mod lifecycle;
