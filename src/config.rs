@@ -120,6 +120,12 @@ pub struct DeliveryConfig {
     /// CIDRs that deliveries may reach despite the SSRF guard.
     #[serde(deserialize_with = "string_list")]
     pub allowed_cidrs: Vec<String>,
+    /// Send deliveries through this `http://` or `https://` proxy. Without it no proxy is used,
+    /// whatever the environment says.
+    pub proxy: Option<String>,
+    /// Hosts, domains, IP addresses or CIDRs that deliveries reach directly, not via `proxy`.
+    #[serde(deserialize_with = "string_list")]
+    pub no_proxy: Vec<String>,
     /// Seconds before a delivery request times out (at most 30).
     pub request_timeout: f64,
     /// Least seconds to wait before retrying after a timeout.
@@ -181,6 +187,8 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             retry_schedule: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
             allowed_cidrs: Vec::new(),
+            proxy: None,
+            no_proxy: Vec::new(),
             request_timeout: 15.0,
             timeout_retry_floor: 60.0,
             max_concurrency: 512,
@@ -362,6 +370,26 @@ impl Config {
                 });
             }
         }
+        if let Some(p) = &d.proxy {
+            let ok = url::Url::parse(p).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !ok {
+                return bad(
+                    "delivery.proxy",
+                    "must be an http:// or https:// URL such as http://proxy.internal:3128",
+                );
+            }
+        } else if !d.no_proxy.is_empty() {
+            return bad("delivery.no_proxy", "has no effect without delivery.proxy");
+        }
+        if let Some(h) = d.no_proxy.iter().find(|h| h.contains(char::is_whitespace)) {
+            return Err(ConfigError::Invalid {
+                key: "delivery.no_proxy",
+                msg: format!("{h:?} is not a host, domain, IP address or CIDR"),
+            });
+        }
         Ok(())
     }
 
@@ -387,6 +415,10 @@ impl Config {
                 .iter()
                 .filter_map(|c| c.parse().ok())
                 .collect(),
+            proxy: d.proxy.as_ref().map(|url| crate::delivery::ProxyOptions {
+                url: url.clone(),
+                no_proxy: d.no_proxy.clone(),
+            }),
             max_concurrency: d.max_concurrency,
             endpoint_concurrency: d.endpoint_concurrency,
             fast_recovery: d.fast_recovery,
@@ -406,9 +438,18 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML (nothing in it is secret today).
+    /// The effective configuration as TOML, with the proxy's password (the one secret a value
+    /// may hold) masked.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+        let mut shown = self.clone();
+        if let Some(p) = shown.delivery.proxy.as_mut() {
+            if let Ok(mut u) = url::Url::parse(p) {
+                if u.password().is_some() && u.set_password(Some("REDACTED")).is_ok() {
+                    *p = u.to_string();
+                }
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
 
@@ -555,6 +596,13 @@ mod tests {
                 "10.0.0.0/99",
                 "delivery.allowed_cidrs",
             ),
+            (
+                "HERALD_DELIVERY__PROXY",
+                "socks5://127.0.0.1:1080",
+                "delivery.proxy",
+            ),
+            ("HERALD_DELIVERY__PROXY", "proxy:3128", "delivery.proxy"),
+            ("HERALD_DELIVERY__NO_PROXY", "internal", "delivery.no_proxy"),
             ("HERALD_SERVER__LISTEN", "nowhere", "listen"),
             ("HERALD_SERVER__LISTNE", "127.0.0.1:1", "listne"),
             (
@@ -574,6 +622,38 @@ mod tests {
             let err = Config::load(None, env(&[(k, v)]), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(key), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn a_proxy_is_configured_only_explicitly_and_its_password_is_not_printed() {
+        let c = Config::load(
+            None,
+            env(&[("HTTP_PROXY", "http://p:1")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.delivery().proxy,
+            None,
+            "the environment's proxy is not Herald's"
+        );
+        let vars = env(&[
+            (
+                "HERALD_DELIVERY__PROXY",
+                "http://user:s3cret@proxy.internal:3128",
+            ),
+            ("HERALD_DELIVERY__NO_PROXY", "internal.example, 10.0.0.0/8"),
+        ]);
+        let c = Config::load(None, vars, &Overrides::default()).unwrap();
+        let p = c.delivery().proxy.unwrap();
+        assert_eq!(p.url, "http://user:s3cret@proxy.internal:3128");
+        assert_eq!(p.no_proxy, vec!["internal.example", "10.0.0.0/8"]);
+        let shown = c.to_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("http://user:REDACTED@proxy.internal:3128"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The outgoing HTTP client (the only code that knows reqwest): rustls, no redirects, a request
 //! timeout, kept-alive connections per host, the SSRF guard as resolver, response bodies read up
-//! to a cap. Each try ends in an [`Outcome`] with a reason a person can read.
+//! to a cap. Each try ends in an [`Outcome`] with a reason a person can read. The environment's
+//! proxy variables are ignored: a proxy is used only when configured, and targets sent through it
+//! are resolved and checked here first, since the guard never sees the proxy's own lookup.
 
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 
 use super::retry::{parse_retry_after, Failure};
-use super::ssrf::Guard;
+use super::ssrf::{Guard, Refusal};
 
 /// Response bodies are kept up to this many bytes per attempt.
 pub const MAX_RESPONSE_BYTES: usize = 20 * 1024;
@@ -24,10 +26,23 @@ pub struct Outcome {
     pub failure: Option<Failure>,
 }
 
+/// A forward proxy for deliveries (`delivery.proxy` and `delivery.no_proxy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// `http://` or `https://` URL of the proxy, credentials included if it needs them.
+    pub url: String,
+    /// Hosts, domains (with their subdomains), IP addresses or CIDRs reached directly.
+    pub no_proxy: Vec<String>,
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     guard: Guard,
+    /// A proxy is configured: named targets are checked before the request (see `post`).
+    proxied: bool,
+    /// Bounds the check's own DNS lookup.
+    timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +54,34 @@ impl Client {
         guard: Guard,
         timeout: Duration,
         idle_per_host: usize,
+        proxy: Option<&ProxyOptions>,
     ) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
+        let mut guard = guard;
+        // Never the environment's HTTP_PROXY and friends: they would carry deliveries past the
+        // guard, which only sees the proxy's address.
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if let Some(p) = proxy {
+            let url = reqwest::Url::parse(&p.url)
+                .map_err(|e| ClientError(format!("delivery.proxy: {e}")))?;
+            // The proxy is the operator's: connecting to it is not a delivery, so the resolver
+            // lets its name through (an IP literal never reaches the resolver).
+            if let Some(url::Host::Domain(name)) = url.host() {
+                guard = guard.exempting(name);
+            }
+            let no_proxy = (!p.no_proxy.is_empty())
+                .then(|| reqwest::NoProxy::from_string(&p.no_proxy.join(",")))
+                .flatten();
+            let proxy = reqwest::Proxy::all(url.clone())
+                .map_err(|e| ClientError(format!("delivery.proxy: {}", error_chain(&e))))?
+                .no_proxy(no_proxy);
+            builder = builder.proxy(proxy);
+            tracing::info!(
+                proxy = %format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0)),
+                bypass = p.no_proxy.len(),
+                "deliveries go through a proxy"
+            );
+        }
+        let http = builder
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -51,7 +92,34 @@ impl Client {
             .dns_resolver(std::sync::Arc::new(guard.clone()))
             .build()
             .map_err(|e| ClientError(error_chain(&e)))?;
-        Ok(Client { http, guard })
+        Ok(Client {
+            http,
+            guard,
+            proxied: proxy.is_some(),
+            timeout,
+        })
+    }
+
+    /// Refuse a target the address policy forbids, before anything is sent. IP literals never
+    /// reach the resolver; through a proxy, names never do (the proxy resolves them), so they are
+    /// resolved and checked here.
+    async fn check_target(&self, url: &reqwest::Url) -> Result<(), Refusal> {
+        let host = url.host_str().unwrap_or("");
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.guard.check_literal(host, ip.into()),
+            Some(url::Host::Ipv6(ip)) => self.guard.check_literal(host, ip.into()),
+            Some(url::Host::Domain(name)) if self.proxied => {
+                let port = url.port_or_known_default().unwrap_or(80);
+                tokio::time::timeout(self.timeout, self.guard.check_name(name, port))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Refusal::Unresolvable {
+                            host: host.to_string(),
+                        })
+                    })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// POST `body` to `url` with `headers`; never fails, the outcome says what happened.
@@ -68,16 +136,8 @@ impl Client {
             Ok(u) => u,
             Err(e) => return refused(format!("invalid URL: {e}")),
         };
-        // IP literals never reach the resolver, so they are checked here.
-        let literal = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal {
-            if let Some(why) = self.guard.refusal(ip) {
-                return refused(format!("SSRF guard refused {ip}: it is a {why} address"));
-            }
+        if let Err(r) = self.check_target(&parsed).await {
+            return refused(r.to_string());
         }
         let sent = self
             .http
@@ -95,7 +155,10 @@ impl Client {
                 } else {
                     Failure::Network
                 };
-                let reason = if e.is_timeout() {
+                // The resolver's refusal, alone: the rest of the chain adds nothing for the user.
+                let reason = if let Some(r) = refusal_in(&e) {
+                    r.to_string()
+                } else if e.is_timeout() {
                     format!(
                         "timeout: no response within the request timeout ({})",
                         error_chain(&e)
@@ -204,6 +267,18 @@ pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Heade
     map
 }
 
+/// The guard's refusal, if that is what ended a request.
+fn refusal_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refusal> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<Refusal>() {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// An error with its causes, as one line: "error sending request: connect error: refused".
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -216,4 +291,49 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(proxy: Option<&ProxyOptions>) -> Client {
+        // reqwest is built without a crypto provider; Herald installs ring at start.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::new(Guard::default(), Duration::from_secs(2), 1, proxy).unwrap()
+    }
+
+    async fn post(client: &Client, url: &str) -> Outcome {
+        client.post(url, HeaderMap::new(), b"{}".to_vec()).await
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_the_host_and_not_what_it_resolves_to() {
+        let direct = client(None);
+        let o = post(&direct, "http://localhost:9/").await;
+        assert_eq!(o.status, 0);
+        assert_eq!(o.body, "refused by the address policy: localhost");
+        let o = post(&direct, "http://[::127.0.0.1]:9/").await;
+        assert_eq!(o.body, "refused by the address policy: [::7f00:1]");
+    }
+
+    #[tokio::test]
+    async fn through_a_proxy_named_targets_are_checked_before_sending() {
+        // Nothing listens on the proxy's port: a refusal here comes before any connection.
+        let proxy = ProxyOptions {
+            url: "http://127.0.0.1:9".into(),
+            no_proxy: Vec::new(),
+        };
+        let c = client(Some(&proxy));
+        let o = post(&c, "http://localhost:9/").await;
+        assert_eq!(o.body, "refused by the address policy: localhost");
+        let o = post(&c, "https://herald-test.invalid/").await;
+        assert!(
+            o.body.starts_with(
+                "refused by the address policy: herald-test.invalid cannot be resolved"
+            ),
+            "{}",
+            o.body
+        );
+    }
 }

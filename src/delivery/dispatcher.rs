@@ -213,6 +213,7 @@ impl Shared {
             Guard::new(opts.allowed_cidrs.clone()),
             opts.request_timeout,
             opts.endpoint_concurrency,
+            opts.proxy.as_ref(),
         )?;
         let (events, rx) = mpsc::unbounded_channel();
         Ok((

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use breaker::State as BreakerState;
-pub use client::{post_json, probe, ClientError};
+pub use client::{post_json, probe, ClientError, ProxyOptions};
 pub use dispatcher::EndpointLoad;
 
 /// Failed destinations read per page by recover.
@@ -35,6 +35,9 @@ pub struct DeliveryOptions {
     /// The least wait before retrying after a timeout.
     pub timeout_retry_floor: Duration,
     pub allowed_cidrs: Vec<ipnet::IpNet>,
+    /// Send deliveries through this proxy (never the environment's); the guard still checks
+    /// each target.
+    pub proxy: Option<ProxyOptions>,
     /// Most tries running at once, in all.
     pub max_concurrency: usize,
     /// Most tries running at once to one endpoint.
@@ -57,6 +60,7 @@ impl Default for DeliveryOptions {
             request_timeout: Duration::from_secs(15),
             timeout_retry_floor: Duration::from_secs(60),
             allowed_cidrs: Vec::new(),
+            proxy: None,
             max_concurrency: 512,
             endpoint_concurrency: 64,
             fast_recovery: true,

@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod delivery_failures;
 mod disk_full;
+mod egress;
 mod endpoints;
 mod errors;
 mod event_types;
