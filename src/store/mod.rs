@@ -153,6 +153,7 @@ struct Inner {
     attempts: sled::Tree,
     attempts_by_ep: sled::Tree,
     endpoint_health: sled::Tree,
+    manual_queued: sled::Tree,
     commit: commit::GroupCommit,
     space: space::Space,
 }
@@ -225,6 +226,7 @@ impl Store {
             attempts: tree(keys::TREE_ATTEMPTS)?,
             attempts_by_ep: tree(keys::TREE_ATTEMPTS_BY_EP)?,
             endpoint_health: tree(keys::TREE_ENDPOINT_HEALTH)?,
+            manual_queued: tree(keys::TREE_MANUAL_QUEUED)?,
             commit: commit::GroupCommit::start(db.clone(), db_file)?,
             space,
             db,
