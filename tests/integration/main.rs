@@ -11,6 +11,7 @@ mod disk_full;
 mod endpoints;
 mod errors;
 mod event_types;
+mod files;
 mod idempotency;
 mod isolation;
 mod lifecycle;
