@@ -244,9 +244,11 @@ impl Store {
         self.durable().await
     }
 
-    /// Queue a manual try (recover) of each of `msgs` to `ep` that has none queued or running
-    /// yet, due now; durable on return. Returns how many were queued. The check and the write are
-    /// one transaction, so recovers running side by side queue each message once.
+    /// Queue a manual try (recover) of each of `msgs` to `ep` whose delivery there has failed and
+    /// that has no manual try queued or running yet, due now; durable on return. Returns how many
+    /// were queued. The checks and the write are one transaction, so recovers running side by
+    /// side queue each message once, and a try that ended since the caller read the failed
+    /// messages (its marker gone, its destination no longer failed) is not queued again.
     pub async fn enqueue_manual_unless_queued(
         &self,
         app: &AppId,
@@ -283,23 +285,38 @@ impl Store {
                 encode(&task)?,
             ));
         }
-        let queued =
-            (&self.inner.queue, &self.inner.manual_queued).transaction(|(queue, marks)| {
-                let mut queued = 0;
-                for (mark, key, task) in &tasks {
-                    if skip_queued {
-                        if let Some(earlier) = marks.get(mark.as_slice())? {
-                            if queue.get(&earlier)?.is_some() {
-                                continue;
-                            }
+        let trees = (
+            &self.inner.queue,
+            &self.inner.manual_queued,
+            &self.inner.destinations,
+        );
+        let queued = trees.transaction(|(queue, marks, dests)| {
+            let mut queued = 0;
+            for (mark, key, task) in &tasks {
+                if skip_queued {
+                    if let Some(earlier) = marks.get(mark.as_slice())? {
+                        if queue.get(&earlier)?.is_some() {
+                            continue;
                         }
                     }
-                    queue.insert(key.as_slice(), task.as_slice())?;
-                    marks.insert(mark.as_slice(), key.as_slice())?;
-                    queued += 1;
+                    // Destinations are keyed as the markers are.
+                    let failed = match dests.get(mark.as_slice())? {
+                        Some(v) => {
+                            let d: Destination = decode(&v).or_else(super::abort)?;
+                            d.status == DeliveryStatus::Fail
+                        }
+                        None => false,
+                    };
+                    if !failed {
+                        continue;
+                    }
                 }
-                Ok(queued)
-            })?;
+                queue.insert(key.as_slice(), task.as_slice())?;
+                marks.insert(mark.as_slice(), key.as_slice())?;
+                queued += 1;
+            }
+            Ok(queued)
+        })?;
         Ok(queued)
     }
 
@@ -668,14 +685,38 @@ pub(super) mod tests {
         );
     }
 
-    /// A recover queues a message's manual try once while it is queued or running; the try's end
-    /// (or the task's drop) lets the next recover queue it again. A resend always queues.
+    /// A recover queues a failed message's manual try once while it is queued or running; the
+    /// try's end (still failed) or the task's drop lets the next recover queue it again. A
+    /// resend always queues.
     #[tokio::test]
     async fn recover_queues_a_message_once_until_its_manual_try_ends() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
         let (app, ep) = (AppId::generate(), EndpointId::generate());
-        let ids: Vec<MessageId> = (0..3).map(|_| MessageId::generate()).collect();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let m = message(&app, std::slice::from_ref(&ep));
+            store.create_message(&m, None).await.unwrap();
+            let qt = store
+                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
+                .unwrap()
+                .pop()
+                .unwrap();
+            let status = match i {
+                3 => DeliveryStatus::Success,
+                _ => DeliveryStatus::Fail,
+            };
+            store
+                .finish_try(&TryRecord {
+                    task_key: qt.key,
+                    attempt: attempt(&app, &m.id, &ep, status),
+                    retry: None,
+                    fanned_out_here: true,
+                    health: HealthEvent::Other,
+                })
+                .unwrap();
+            ids.push(m.id);
+        }
         let manual = |s: &Store| {
             s.due_tasks(&app, &ep, i64::MAX, 100, &Default::default())
                 .unwrap()
@@ -688,7 +729,11 @@ pub(super) mod tests {
                     .unwrap()
             }
         };
-        assert_eq!(recover(ids.clone()).await, 3);
+        assert_eq!(
+            recover(ids.clone()).await,
+            3,
+            "the failed ones, not the delivered one"
+        );
         assert_eq!(recover(ids.clone()).await, 0);
         assert_eq!(manual(&store).len(), 3);
 
