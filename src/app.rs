@@ -53,6 +53,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let addr = config.server.listen;
+    // Before anything is written: files made from here on (sled's included) are private.
+    crate::fsio::restrict_umask();
+    tighten_data_dir(&config.server.data_dir)?;
     let tls = load_tls(&config)?;
     if tls.is_none() && !addr.ip().is_loopback() && !config.server.insecure_http {
         return Err(AppError::InsecureHttp(addr));
@@ -87,6 +90,7 @@ pub async fn run(
         max_body_bytes: config.server.max_body_bytes,
         in_flight: Default::default(),
         body_read_timeout: std::time::Duration::from_secs_f64(config.server.body_read_timeout),
+        backup_dir: config.backup_dir(),
     });
     let listener = TcpListener::bind(addr)
         .await
@@ -119,6 +123,49 @@ pub async fn run(
     store.close()?;
     Ok(())
 }
+
+/// Make the data directory and what Herald keeps in it private (0700 directories, 0600 files),
+/// as an earlier run under a wider umask, or a copy, may have left them. Only Herald's own
+/// entries are walked: the directory may hold other things (or be a home directory).
+fn tighten_data_dir(dir: &std::path::Path) -> Result<(), AppError> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| AppError::Store(StoreError::Io(e));
+    let mut changed =
+        crate::fsio::restrict_tree(&dir.join(crate::store::FORMAT_DIR)).map_err(io)?;
+    for name in DATA_DIR_FILES {
+        changed += crate::fsio::restrict_tree(&dir.join(name)).map_err(io)?;
+    }
+    // The directory itself, without walking whatever else it holds.
+    let meta = std::fs::metadata(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o777 != crate::fsio::PRIVATE_DIR {
+            std::fs::set_permissions(
+                dir,
+                std::fs::Permissions::from_mode(crate::fsio::PRIVATE_DIR),
+            )
+            .map_err(io)?;
+            changed += 1;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    if changed > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            entries = changed,
+            "made the data directory private: directories are now 0700, files 0600"
+        );
+    }
+    Ok(())
+}
+
+/// What Herald keeps in the data directory besides the store: the main key (when kept there),
+/// the self-signed certificate's directory and the emergency ballast.
+const DATA_DIR_FILES: [&str; 3] = ["main.key", "tls", crate::store::BALLAST_FILE];
 
 /// The server certificate, if TLS is configured (files, or self-signed under the data directory).
 fn load_tls(config: &Config) -> Result<Option<Arc<crate::tls::Reloadable>>, AppError> {

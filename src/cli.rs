@@ -32,14 +32,16 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Run a local test receiver that prints each delivery and whether its signature verifies.
     Listen(ListenArgs),
-    /// Have the running server write a consistent copy of its store to DEST (on its machine).
+    /// Have the running server write a consistent copy of its store to NAME in its backup
+    /// directory (store.backup_dir, on its machine).
     Backup(BackupArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// A new directory to write the copy to; start Herald on it (with the same main key) to restore.
-    pub dest: PathBuf,
+    /// The new backup's name (A-Z a-z 0-9 . _ -, not starting with a dot): the copy goes to
+    /// <store.backup_dir>/NAME; start Herald on that directory (same main key) to restore.
+    pub name: String,
     /// The server's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,

@@ -100,6 +100,9 @@ pub struct StoreConfig {
     /// MiB of emergency ballast kept in the data directory, released when the disk fills so that
     /// Herald can still start; 0 keeps none.
     pub ballast_mb: u64,
+    /// The only directory backups are written to (each in a new sub-directory named by the
+    /// request) [default: `backups` next to the data directory].
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -166,6 +169,7 @@ impl Default for StoreConfig {
             main_key_file: None,
             min_free_mb: 128,
             ballast_mb: 64,
+            backup_dir: None,
         }
     }
 }
@@ -212,6 +216,20 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Where backups go: `store.backup_dir`, else `backups` beside the data directory (outside
+    /// it, so a backup is never inside the store it copies).
+    pub fn backup_dir(&self) -> PathBuf {
+        if let Some(d) = &self.store.backup_dir {
+            return d.clone();
+        }
+        let data = std::path::absolute(&self.server.data_dir)
+            .unwrap_or_else(|_| self.server.data_dir.clone());
+        match data.parent() {
+            Some(p) => p.join("backups"),
+            None => data.join("backups"),
+        }
+    }
+
     /// Merge defaults, the file, the environment (`vars`) and the flags, then validate.
     pub fn load(
         file: Option<&Path>,
@@ -279,6 +297,14 @@ impl Config {
         }
         if self.store.min_free_mb > 1024 * 1024 {
             return bad("store.min_free_mb", "must be at most 1048576 (1 TiB)");
+        }
+        if self
+            .store
+            .backup_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return bad("store.backup_dir", "must not be empty");
         }
         if self.store.ballast_mb > 1024 * 1024 {
             return bad("store.ballast_mb", "must be at most 1048576 (1 TiB)");
@@ -654,6 +680,24 @@ mod tests {
             shown.contains("http://user:REDACTED@proxy.internal:3128"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn backups_go_beside_the_data_directory_unless_configured() {
+        let flags = Overrides {
+            data_dir: Some(PathBuf::from("/srv/herald/data")),
+            ..Default::default()
+        };
+        let c = Config::load(None, env(&[]), &flags).unwrap();
+        assert_eq!(c.backup_dir(), PathBuf::from("/srv/herald/backups"));
+        let c = Config::load(
+            None,
+            env(&[("HERALD_STORE__BACKUP_DIR", "/var/lib/herald/backups")]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(c.backup_dir(), PathBuf::from("/var/lib/herald/backups"));
+        assert!(Config::load(None, env(&[("HERALD_STORE__BACKUP_DIR", "")]), &flags).is_err());
     }
 
     #[test]

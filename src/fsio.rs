@@ -3,6 +3,9 @@
 //! directory, fsync'd, then renamed (or linked, to never replace) over its name, and the directory
 //! is fsync'd, so after a power cut the name holds either nothing or the complete new content.
 //! A directory made here is fsync'd into its parent, so its name survives a power cut too.
+//! Everything Herald writes is private to its user: directories made here are 0700, and
+//! [`restrict_umask`] makes the files the storage engine creates 0600 (see [`restrict_tree`] for
+//! ones made before).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -41,7 +44,13 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// `std::fs::create_dir_all`, with every directory it makes fsync'd into its parent.
+/// Mode of the directories Herald makes.
+pub const PRIVATE_DIR: u32 = 0o700;
+/// Mode of the files Herald makes.
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// `std::fs::create_dir_all`, with every directory it makes private (0700, whatever the umask)
+/// and fsync'd into its parent.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     let mut missing: Vec<&Path> = Vec::new();
     let mut cur = Some(dir);
@@ -49,12 +58,81 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
         missing.push(d);
         cur = d.parent();
     }
-    std::fs::create_dir_all(dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, PRIVATE_DIR);
+    builder.create(dir)?;
     // Top down, so each parent's entry is durable before its children's.
     for d in missing.iter().rev() {
+        set_mode(d, PRIVATE_DIR)?;
         sync_dir(parent(d))?;
     }
     Ok(())
+}
+
+/// Make the new directory `dir` (private, fsync'd into its parent); `AlreadyExists` if the name
+/// is taken, whatever by (a symbolic link included).
+pub fn create_dir_new(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, PRIVATE_DIR);
+    builder.create(dir)?;
+    set_mode(dir, PRIVATE_DIR)?;
+    sync_dir(parent(dir))
+}
+
+/// From now on, files and directories this process creates are private to its user, whoever
+/// creates them (the storage engine opens its files with the default mode). Unix only.
+pub fn restrict_umask() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Tighten `root` and everything under it to [`PRIVATE_DIR`] and [`PRIVATE_FILE`], never
+/// following a symbolic link. Returns how many entries changed. A missing `root` is no error.
+pub fn restrict_tree(root: &Path) -> io::Result<usize> {
+    let mut changed = 0;
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let want = if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                todo.push(entry?.path());
+            }
+            PRIVATE_DIR
+        } else if meta.is_file() {
+            PRIVATE_FILE
+        } else {
+            // Links are left alone: changing one's mode would change its target's.
+            continue;
+        };
+        #[cfg(unix)]
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777 != want {
+            set_mode(&path, want)?;
+            changed += 1;
+        }
+        #[cfg(not(unix))]
+        let _ = want;
+    }
+    Ok(changed)
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
 }
 
 /// The directory holding `path` (`.` for a bare file name).
@@ -174,6 +252,38 @@ mod tests {
         sync_dir(&deep).unwrap();
         write_atomic(&deep.join("f"), b"x", 0o644).unwrap();
         assert_eq!(std::fs::read(deep.join("f")).unwrap(), b"x");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_are_made_private_and_wide_trees_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b");
+        create_dir_all(&deep).unwrap();
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&deep), 0o700);
+        let new = dir.path().join("new");
+        create_dir_new(&new).unwrap();
+        assert_eq!(mode(&new), 0o700);
+        assert_eq!(
+            create_dir_new(&new).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+
+        let file = deep.join("f");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&deep, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"y").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&outside, deep.join("link")).unwrap();
+        assert_eq!(restrict_tree(&dir.path().join("a")).unwrap(), 2);
+        assert_eq!((mode(&deep), mode(&file)), (0o700, 0o600));
+        assert_eq!(mode(&outside), 0o644, "a link's target is not touched");
+        assert_eq!(restrict_tree(&dir.path().join("a")).unwrap(), 0);
+        assert_eq!(restrict_tree(&dir.path().join("missing")).unwrap(), 0);
     }
 
     #[test]

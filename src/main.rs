@@ -11,6 +11,8 @@ use herald::config::{Config, Overrides};
 use herald::ops;
 
 fn main() -> anyhow::Result<()> {
+    // Whatever a command writes (the store, keys, certificates) is private to Herald's user.
+    herald::fsio::restrict_umask();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -94,14 +96,13 @@ fn main() -> anyhow::Result<()> {
                 .or_else(|| std::env::var("HERALD_TOKEN").ok())
                 .or_else(|| std::env::var("HERALD_ADMIN_TOKEN").ok())
                 .context("no token: pass --token or set HERALD_TOKEN")?;
-            let dest = std::path::absolute(&args.dest).context("resolving DEST")?;
             let ca = args
                 .ca
                 .as_ref()
                 .map(std::fs::read)
                 .transpose()
                 .context("reading --ca")?;
-            let body = serde_json::json!({ "destination": dest }).to_string();
+            let body = serde_json::json!({ "name": args.name }).to_string();
             let url = format!("{}/api/v1/admin/backup", args.url.trim_end_matches('/'));
             let _ = rustls::crypto::ring::default_provider().install_default();
             let timeout = std::time::Duration::from_secs(3600);

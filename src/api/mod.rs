@@ -49,6 +49,8 @@ pub struct ApiState {
     pub in_flight: idempotency::InFlight,
     /// How long a client may take to send a whole request body.
     pub body_read_timeout: std::time::Duration,
+    /// Where backups are written (`store.backup_dir`).
+    pub backup_dir: std::path::PathBuf,
 }
 
 pub type State = Arc<ApiState>;

@@ -104,7 +104,7 @@ impl Delivery {
     }
 
     /// Queue a manual try of every message created in `[since, until)` whose delivery to `ep`
-    /// failed. Runs in the background, page by page (memory stays bounded whatever the history),
+    /// failed and has no manual try queued or running yet. Runs in the background, page by page (memory stays bounded whatever the history),
     /// until done or until shutdown.
     pub fn recover(&self, app: AppId, ep: EndpointId, since: Timestamp, until: Option<Timestamp>) {
         let shared = self.shared.clone();
@@ -129,11 +129,19 @@ impl Delivery {
                     }
                 };
                 if !ids.is_empty() {
-                    if let Err(e) = shared.store.enqueue_manual(&app, &ep, &ids).await {
-                        tracing::error!(error = %e, "recover: queueing failed");
-                        return;
+                    // Messages with a manual try still queued or running are skipped, so calling
+                    // recover again before the tries end does not send them twice.
+                    match shared
+                        .store
+                        .enqueue_manual_unless_queued(&app, &ep, &ids)
+                        .await
+                    {
+                        Ok(n) => queued += n,
+                        Err(e) => {
+                            tracing::error!(error = %e, "recover: queueing failed");
+                            return;
+                        }
                     }
-                    queued += ids.len();
                     shared.enqueued(&app, std::slice::from_ref(&ep));
                 }
                 match next {

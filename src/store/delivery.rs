@@ -39,6 +39,19 @@ pub struct TryRecord {
     pub health: HealthEvent,
 }
 
+/// Within a transaction: remove the manual-try marker at `mark` if it belongs to the task at
+/// `task_key` (a later resend of the same message holds its own).
+fn unmark_manual(
+    marks: &sled::transaction::TransactionalTree,
+    mark: &[u8],
+    task_key: &[u8],
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    if marks.get(mark)?.is_some_and(|k| k.as_ref() == task_key) {
+        marks.remove(mark)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Each endpoint that has queued tasks, with its earliest due time: one seek per endpoint.
     pub fn queue_heads(&self) -> Result<Vec<(EndpointRef, i64)>, StoreError> {
@@ -139,8 +152,9 @@ impl Store {
             &i.destinations,
             &i.queue,
             &i.endpoint_health,
+            &i.manual_queued,
         );
-        let health = trees.transaction(|(attempts, by_ep, dests, queue, health)| {
+        let health = trees.transaction(|(attempts, by_ep, dests, queue, health, marks)| {
             attempts.insert(attempt_key.as_slice(), attempt_value.as_slice())?;
             by_ep.insert(by_ep_key.as_slice(), by_ep_value.as_slice())?;
             let previous: Option<Destination> = match dests.get(dest_key.as_slice())? {
@@ -164,6 +178,9 @@ impl Store {
                 return super::abort(StoreError::Durability("injected crash".into()));
             }
             queue.remove(rec.task_key.as_slice())?;
+            if a.trigger == Trigger::Manual {
+                unmark_manual(marks, &dest_key, &rec.task_key)?;
+            }
             let clock: EndpointHealth = match health.get(health_key.as_slice())? {
                 Some(v) => decode(&v).or_else(super::abort)?,
                 None => EndpointHealth::default(),
@@ -199,39 +216,108 @@ impl Store {
         Ok(())
     }
 
-    /// Drop a task whose message or endpoint is gone.
+    /// Drop a task whose message or endpoint is gone (with its manual-try marker).
     pub fn drop_task(&self, key: &[u8]) -> Result<(), StoreError> {
         let _gate = self.write_gate();
-        self.inner.queue.remove(key)?;
+        (&self.inner.queue, &self.inner.manual_queued).transaction(|(queue, marks)| {
+            let Some(v) = queue.remove(key)? else {
+                return Ok(());
+            };
+            if let (Ok(task), Some((app, ep))) = (decode::<Task>(&v), keys::endpoint_of(key)) {
+                if task.trigger == Trigger::Manual {
+                    unmark_manual(marks, &keys::destination(&app, &ep, &task.msg_id), key)?;
+                }
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 
-    /// Queue a manual try (resend, recover) of `msg` to `ep`, due now; durable on return.
+    /// Queue a manual try (resend) of each of `msgs` to `ep`, due now; durable on return.
     pub async fn enqueue_manual(
         &self,
         app: &AppId,
         ep: &EndpointId,
         msgs: &[MessageId],
     ) -> Result<(), StoreError> {
-        let gate = self.write_gate();
+        self.queue_manual(app, ep, msgs, false)?;
+        self.durable().await
+    }
+
+    /// Queue a manual try (recover) of each of `msgs` to `ep` whose delivery there has failed and
+    /// that has no manual try queued or running yet, due now; durable on return. Returns how many
+    /// were queued. The checks and the write are one transaction, so recovers running side by
+    /// side queue each message once, and a try that ended since the caller read the failed
+    /// messages (its marker gone, its destination no longer failed) is not queued again.
+    pub async fn enqueue_manual_unless_queued(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        msgs: &[MessageId],
+    ) -> Result<usize, StoreError> {
+        let queued = self.queue_manual(app, ep, msgs, true)?;
+        self.durable().await?;
+        Ok(queued)
+    }
+
+    /// The sync part of the two above: each task is written with its marker in `manual_queued`
+    /// (value: the task's queue key), which the end of the task removes. A marker whose task is
+    /// no longer in the queue counts as absent, so a marker left behind cannot hide a message.
+    fn queue_manual(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        msgs: &[MessageId],
+        skip_queued: bool,
+    ) -> Result<usize, StoreError> {
+        let _gate = self.write_gate();
         let now = Timestamp::now();
-        let mut batch = sled::Batch::default();
+        let mut tasks = Vec::with_capacity(msgs.len());
         for m in msgs {
             let task = Task {
                 msg_id: m.clone(),
                 tries: 0,
                 trigger: Trigger::Manual,
             };
-            batch.insert(
+            tasks.push((
+                keys::destination(app, ep, m),
                 keys::queue(app, ep, now.millis(), self.next_seq()?),
                 encode(&task)?,
-            );
+            ));
         }
-        self.inner.queue.apply_batch(batch)?;
-        {
-            drop(gate);
-            self.durable().await
-        }
+        let trees = (
+            &self.inner.queue,
+            &self.inner.manual_queued,
+            &self.inner.destinations,
+        );
+        let queued = trees.transaction(|(queue, marks, dests)| {
+            let mut queued = 0;
+            for (mark, key, task) in &tasks {
+                if skip_queued {
+                    if let Some(earlier) = marks.get(mark.as_slice())? {
+                        if queue.get(&earlier)?.is_some() {
+                            continue;
+                        }
+                    }
+                    // Destinations are keyed as the markers are.
+                    let failed = match dests.get(mark.as_slice())? {
+                        Some(v) => {
+                            let d: Destination = decode(&v).or_else(super::abort)?;
+                            d.status == DeliveryStatus::Fail
+                        }
+                        None => false,
+                    };
+                    if !failed {
+                        continue;
+                    }
+                }
+                queue.insert(key.as_slice(), task.as_slice())?;
+                marks.insert(mark.as_slice(), key.as_slice())?;
+                queued += 1;
+            }
+            Ok(queued)
+        })?;
+        Ok(queued)
     }
 
     /// Move up to `limit` of an endpoint's tasks waiting past `now_ms` to `now_ms` (fast
@@ -597,6 +683,87 @@ pub(super) mod tests {
                 .len(),
             1
         );
+    }
+
+    /// A recover queues a failed message's manual try once while it is queued or running; the
+    /// try's end (still failed) or the task's drop lets the next recover queue it again. A
+    /// resend always queues.
+    #[tokio::test]
+    async fn recover_queues_a_message_once_until_its_manual_try_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let (app, ep) = (AppId::generate(), EndpointId::generate());
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let m = message(&app, std::slice::from_ref(&ep));
+            store.create_message(&m, None).await.unwrap();
+            let qt = store
+                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
+                .unwrap()
+                .pop()
+                .unwrap();
+            let status = match i {
+                3 => DeliveryStatus::Success,
+                _ => DeliveryStatus::Fail,
+            };
+            store
+                .finish_try(&TryRecord {
+                    task_key: qt.key,
+                    attempt: attempt(&app, &m.id, &ep, status),
+                    retry: None,
+                    fanned_out_here: true,
+                    health: HealthEvent::Other,
+                })
+                .unwrap();
+            ids.push(m.id);
+        }
+        let manual = |s: &Store| {
+            s.due_tasks(&app, &ep, i64::MAX, 100, &Default::default())
+                .unwrap()
+        };
+        let recover = |ids: Vec<MessageId>| {
+            let (s, app, ep) = (store.clone(), app.clone(), ep.clone());
+            async move {
+                s.enqueue_manual_unless_queued(&app, &ep, &ids)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            recover(ids.clone()).await,
+            3,
+            "the failed ones, not the delivered one"
+        );
+        assert_eq!(recover(ids.clone()).await, 0);
+        assert_eq!(manual(&store).len(), 3);
+
+        let tasks = manual(&store);
+        let mut done = attempt(&app, &tasks[0].task.msg_id, &ep, DeliveryStatus::Fail);
+        done.trigger = Trigger::Manual;
+        store
+            .finish_try(&TryRecord {
+                task_key: tasks[0].key.clone(),
+                attempt: done,
+                retry: None,
+                fanned_out_here: true,
+                health: HealthEvent::Other,
+            })
+            .unwrap();
+        store.drop_task(&tasks[1].key).unwrap();
+        assert_eq!(
+            store.inner.manual_queued.len(),
+            1,
+            "markers go with their tasks"
+        );
+        assert_eq!(
+            recover(ids.clone()).await,
+            2,
+            "ended tries may be queued again"
+        );
+        assert_eq!(manual(&store).len(), 3);
+
+        store.enqueue_manual(&app, &ep, &ids[..1]).await.unwrap();
+        assert_eq!(manual(&store).len(), 4, "a resend is not skipped");
     }
 
     /// Recover reads failed destinations page by page: each call reads at most `scan` records and

@@ -17,6 +17,7 @@
 //! | `attempts`      | app (27) ‖ msg (27) ‖ attempt (27)    | Attempt        |
 //! | `attempts_by_ep`| app (27) ‖ ep (27) ‖ attempt (27)     | MessageId      |
 //! | `endpoint_health` | app (27) ‖ ep (27)                  | EndpointHealth |
+//! | `manual_queued` | app (27) ‖ ep (27) ‖ msg (27)         | queue key of its manual task |
 //!
 //! The queue is grouped by endpoint and ordered by due time within it, so the dispatcher can take
 //! the next due tasks of one endpoint without reading any other's, and bring an endpoint's waiting
@@ -42,6 +43,8 @@ pub const TREE_DESTINATIONS: &str = "destinations";
 pub const TREE_ATTEMPTS: &str = "attempts";
 pub const TREE_ATTEMPTS_BY_EP: &str = "attempts_by_ep";
 pub const TREE_ENDPOINT_HEALTH: &str = "endpoint_health";
+/// A message's queued manual try to an endpoint (keyed as `destinations`), so recover can skip it.
+pub const TREE_MANUAL_QUEUED: &str = "manual_queued";
 
 /// Length of an `app ‖ endpoint` prefix.
 pub const ENDPOINT_KEY_LEN: usize = 2 * KSUID_LEN;

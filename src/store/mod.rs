@@ -33,7 +33,7 @@ pub use delivery::{QueuedTask, TryRecord};
 pub use idempotency::{Answer, IdempotencyRecord};
 pub use messages::CreateOutcome;
 pub use page::{Direction, Page, PageQuery};
-pub use space::{StorageStatus, WriteKind};
+pub use space::{StorageStatus, WriteKind, BALLAST_FILE};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be
 /// migrated into a sibling folder.
@@ -153,6 +153,7 @@ struct Inner {
     attempts: sled::Tree,
     attempts_by_ep: sled::Tree,
     endpoint_health: sled::Tree,
+    manual_queued: sled::Tree,
     commit: commit::GroupCommit,
     space: space::Space,
 }
@@ -225,6 +226,7 @@ impl Store {
             attempts: tree(keys::TREE_ATTEMPTS)?,
             attempts_by_ep: tree(keys::TREE_ATTEMPTS_BY_EP)?,
             endpoint_health: tree(keys::TREE_ENDPOINT_HEALTH)?,
+            manual_queued: tree(keys::TREE_MANUAL_QUEUED)?,
             commit: commit::GroupCommit::start(db.clone(), db_file)?,
             space,
             db,
@@ -363,11 +365,13 @@ impl Store {
         }
     }
 
-    /// Copy the whole store into a new store under `dest` (which must not exist), flushed and
-    /// fsync'd before return. Writes go on during the copy: a subscriber on every tree records
-    /// each change made after the copy began, and the changes are replayed onto the copy, so it
-    /// holds the one state of the moment the backup ends. Writers wait only for two short pauses:
-    /// one to start the subscribers and one to replay the last changes. One backup at a time.
+    /// Copy the whole store into a new store in the new directory `dest`, flushed and fsync'd
+    /// before return; its parent is made if missing. `Conflict` if `dest` exists (whatever it is:
+    /// a link is not followed). The copy is private: directories 0700, files 0600. Writes go on
+    /// during the copy: a subscriber on every tree records each change made after the copy
+    /// began, and the changes are replayed onto the copy, so it holds the one state of the moment
+    /// the backup ends. Writers wait only for two short pauses: one to start the subscribers and
+    /// one to replay the last changes. One backup at a time. A failed backup leaves nothing.
     pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, StoreError> {
         let _one = match self.inner.backup.try_lock() {
             Ok(g) => g,
@@ -376,6 +380,31 @@ impl Store {
                 return Err(StoreError::Conflict("a backup is already running".into()))
             }
         };
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::fsio::create_dir_all(parent)?;
+        }
+        match crate::fsio::create_dir_new(dest) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Conflict(
+                    "a backup of that name already exists".into(),
+                ))
+            }
+            other => other?,
+        }
+        let copied = self.copy_into(dest).and_then(|report| {
+            // sled makes its files with the process umask: set the modes whatever it was.
+            crate::fsio::restrict_tree(dest)?;
+            File::open(dest)?.sync_all()?;
+            Ok(report)
+        });
+        if copied.is_err() {
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        copied
+    }
+
+    /// The copy itself (see `backup_to`), into the existing empty directory `dest`.
+    fn copy_into(&self, dest: &Path) -> Result<BackupReport, StoreError> {
         let path = dest.join(FORMAT_DIR);
         crate::fsio::create_dir_all(&path)?;
         let target = sled::Config::new()

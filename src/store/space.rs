@@ -24,7 +24,7 @@ pub enum WriteKind {
 }
 
 /// The emergency ballast, in the data directory.
-const BALLAST_FILE: &str = "reserve.ballast";
+pub const BALLAST_FILE: &str = "reserve.ballast";
 
 /// A reading is reused this long while space is plentiful (at least twice the reserve) ...
 const FRESH_PLENTY: Duration = Duration::from_secs(1);

@@ -137,12 +137,13 @@ async fn health_stays_fast_and_deliveries_go_on_while_a_backup_runs() {
     };
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let dest = dir.path().join("backup");
+    // Backups go to `backups` beside the data directory.
+    let dest = dir.path().join("backups/backup");
     let started = Instant::now();
     let resp = http()
         .post(h.api("/admin/backup"))
         .header("authorization", bearer())
-        .json(&serde_json::json!({ "destination": dest }))
+        .json(&serde_json::json!({ "name": "backup" }))
         .timeout(Duration::from_secs(300))
         .send()
         .await

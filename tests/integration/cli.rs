@@ -243,14 +243,15 @@ async fn a_backup_taken_under_load_restores() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let backup_dir = dir.path().join("backup");
+    // By default backups go to `backups` beside the data directory.
+    let backup_dir = dir.path().join("backups/under-load");
     let started = std::time::Instant::now();
-    let (url, dest) = (h.url.clone(), backup_dir.clone());
+    let url = h.url.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_herald"))
             .args([
                 "backup",
-                dest.to_str().unwrap(),
+                "under-load",
                 "--url",
                 &url,
                 "--token",
@@ -267,6 +268,26 @@ async fn a_backup_taken_under_load_restores() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("records"));
+    // A name already taken, or a path, is refused.
+    for (name, status) in [("under-load", "409"), ("../elsewhere", "422")] {
+        let again = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "backup",
+                name,
+                "--url",
+                &h.url,
+                "--token",
+                crate::support::TOKEN,
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert!(
+            !again.status.success() && err.contains(status),
+            "{name}: {err}"
+        );
+    }
+    assert!(!dir.path().join("elsewhere").exists());
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {

@@ -346,3 +346,61 @@ async fn endpoints_failing_past_the_limit_are_disabled_with_a_reason() {
         "{raw}"
     );
 }
+
+/// Recover called again before its manual tries end (here ten times in all, the first two back to
+/// back) queues each failed message once: N failed messages get N manual tries, not 10 N.
+#[tokio::test]
+async fn recover_called_again_sends_each_failed_message_once() {
+    const N: usize = 20;
+    let h = Herald::start_with(env(&[
+        ("HERALD_DELIVERY__RETRY_SCHEDULE", "0.1"),
+        ("HERALD_DELIVERY__REQUEST_TIMEOUT", "10"),
+    ]));
+    let rx = Receiver::start(Answer::Status(500)).await;
+    let (app, ep) = setup(&h, &rx.url).await;
+    let svix = h.svix();
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    for _ in 0..N {
+        svix.message()
+            .create(app.clone(), message(), None)
+            .await
+            .unwrap();
+    }
+    eventually("all failed", WAIT, || async {
+        let s = svix
+            .endpoint()
+            .get_stats(app.clone(), ep.clone(), None)
+            .await
+            .unwrap();
+        (s.fail == N as i64).then_some(())
+    })
+    .await;
+    let failed_tries = rx.received().len();
+    assert_eq!(failed_tries, 2 * N);
+    // The manual tries take 2 s each, so every recover below runs while they are queued or running.
+    rx.set_default(Answer::Delay(Duration::from_secs(2)));
+    for _ in 0..10 {
+        svix.endpoint()
+            .recover(app.clone(), ep.clone(), RecoverIn::new(since), None)
+            .await
+            .unwrap();
+    }
+    eventually("all succeeded", Duration::from_secs(60), || async {
+        let s = svix
+            .endpoint()
+            .get_stats(app.clone(), ep.clone(), None)
+            .await
+            .unwrap();
+        (s.success == N as i64).then_some(())
+    })
+    .await;
+    // Room for any extra tries still queued to arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = rx.received();
+    let manual: std::collections::HashSet<&str> = got[failed_tries..]
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(manual.len(), N, "every failed message is tried again");
+    assert_eq!(got.len() - failed_tries, N, "one manual try per message");
+}

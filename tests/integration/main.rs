@@ -13,6 +13,7 @@ mod egress;
 mod endpoints;
 mod errors;
 mod event_types;
+mod files;
 mod headers;
 mod idempotency;
 mod isolation;
