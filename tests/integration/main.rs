@@ -14,6 +14,7 @@ mod event_types;
 mod idempotency;
 mod isolation;
 mod lifecycle;
+mod lists;
 mod metrics;
 mod openapi;
 mod power_loss;
