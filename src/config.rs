@@ -112,6 +112,10 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     pub max_header_value_len: usize,
     pub max_metadata_entries: usize,
+    /// Payload bytes one page of a message list holds at most.
+    pub max_list_bytes: usize,
+    /// Records one page of a list reads at most.
+    pub max_list_scan: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,6 +186,8 @@ impl Default for LimitsConfig {
             max_headers: l.max_headers,
             max_header_value_len: l.max_header_value_len,
             max_metadata_entries: l.max_metadata_entries,
+            max_list_bytes: l.max_list_bytes,
+            max_list_scan: l.max_list_scan,
         }
     }
 }
@@ -312,6 +318,15 @@ impl Config {
         if !(16..=65536).contains(&self.limits.max_url_len) {
             return bad("limits.max_url_len", "must be between 16 and 65536");
         }
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.limits.max_list_bytes) {
+            return bad(
+                "limits.max_list_bytes",
+                "must be between 65536 and 1073741824",
+            );
+        }
+        if !(10..=1_000_000).contains(&self.limits.max_list_scan) {
+            return bad("limits.max_list_scan", "must be between 10 and 1000000");
+        }
         let d = &self.delivery;
         if d.retry_schedule.is_empty() {
             return bad("delivery.retry_schedule", "must hold at least one delay");
@@ -425,6 +440,8 @@ impl Config {
             max_headers: self.limits.max_headers,
             max_header_value_len: self.limits.max_header_value_len,
             max_metadata_entries: self.limits.max_metadata_entries,
+            max_list_bytes: self.limits.max_list_bytes,
+            max_list_scan: self.limits.max_list_scan,
         }
     }
 

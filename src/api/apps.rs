@@ -10,7 +10,7 @@ use warp::Filter;
 use super::error::ApiError;
 use super::idempotency::{self, Idempotency};
 use super::json::{self, Patch};
-use super::pagination::{list_response, ListParams};
+use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
 use super::{body, no_content, query, reply, respond, with, Seg, State};
 use crate::domain::{validate, AppId, Application, Metadata, Timestamp};
@@ -146,7 +146,7 @@ pub fn find_app(s: &State, id_or_uid: &str) -> Result<Application, ApiError> {
 }
 
 fn list(s: State, q: Query) -> Result<Response, ApiError> {
-    let params = ListParams::parse(&q, false)?;
+    let params = ListParams::parse(&q, false)?.scanning(s.limits.max_list_scan);
     let pq = params.to_page_query(|c| {
         c.parse::<AppId>()
             .ok()
@@ -163,7 +163,12 @@ fn list(s: State, q: Query) -> Result<Response, ApiError> {
                 || a.id.to_string().to_lowercase().contains(want)
         })
     })?;
-    let out = list_response(page, |a| a.id.to_string(), ApplicationOut::from);
+    let out = list_response(
+        page,
+        |a| a.id.to_string(),
+        ksuid_key(AppId::PREFIX),
+        ApplicationOut::from,
+    );
     Ok(reply(StatusCode::OK, &out))
 }
 

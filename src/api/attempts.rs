@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::idempotency::{self, Idempotency};
 use super::json;
 use super::messages::time_param;
-use super::pagination::{list_response, ListParams};
+use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
 use crate::domain::{
@@ -271,14 +271,21 @@ fn attempt_cursor(c: &str) -> Option<Vec<u8>> {
 }
 
 fn attempts_page(page: Page<Attempt>) -> Response {
-    let out = list_response(page, |a| a.id.to_string(), AttemptOut::from);
+    let out = list_response(
+        page,
+        |a| a.id.to_string(),
+        ksuid_key(AttemptId::PREFIX),
+        AttemptOut::from,
+    );
     reply(StatusCode::OK, &out)
 }
 
 fn by_msg(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> {
     let app = find_app(&s, &app.0)?;
     let msg = find_msg(&s, &app, &msg)?;
-    let pq = ListParams::parse(&q, true)?.to_page_query(attempt_cursor)?;
+    let pq = ListParams::parse(&q, true)?
+        .scanning(s.limits.max_list_scan)
+        .to_page_query(attempt_cursor)?;
     let filter = AttemptFilter::parse(&q)?;
     let endpoint = match q.get("endpoint_id") {
         Some(e) => Some(find_endpoint(&s, &app, &Seg(e.to_string()))?.id),
@@ -293,7 +300,9 @@ fn by_msg(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> 
 fn by_endpoint(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiError> {
     let app = find_app(&s, &app.0)?;
     let ep = find_endpoint(&s, &app, &ep)?;
-    let pq = ListParams::parse(&q, true)?.to_page_query(attempt_cursor)?;
+    let pq = ListParams::parse(&q, true)?
+        .scanning(s.limits.max_list_scan)
+        .to_page_query(attempt_cursor)?;
     let filter = AttemptFilter::parse(&q)?;
     let page = s
         .store
@@ -355,7 +364,7 @@ fn destinations(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiE
     }
     let done = rows.len() <= params.limit;
     rows.truncate(params.limit);
-    let out = list_response(Page { items: rows, done }, |r| r.id.clone(), |r| r);
+    let out = list_response(Page::of(rows, done), |r| r.id.clone(), |_| None, |r| r);
     Ok(reply(StatusCode::OK, &out))
 }
 
@@ -438,6 +447,7 @@ async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
             limit: HEALTH_WINDOW,
             cursor: None,
             descending: true,
+            max_scan: crate::store::SCAN_RECORDS,
         };
         Ok((
             store.list_attempts_by_endpoint(&a, &e, &q, |_| true)?.items,

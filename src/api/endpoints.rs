@@ -14,7 +14,7 @@ use super::apps::find_app;
 use super::error::ApiError;
 use super::idempotency::{self, Idempotency};
 use super::json::{self, Patch};
-use super::pagination::{list_response, ListParams};
+use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
 use super::{body, no_content, query, reply, respond, with, Seg, State};
 use crate::domain::{
@@ -309,14 +309,19 @@ fn find(s: &State, app: &Seg, ep: &Seg) -> Result<(Application, Endpoint), ApiEr
 
 fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
     let app = find_app(&s, &app.0)?;
-    let params = ListParams::parse(&q, false)?;
+    let params = ListParams::parse(&q, false)?.scanning(s.limits.max_list_scan);
     let pq = params.to_page_query(|c| {
         c.parse::<EndpointId>()
             .ok()
             .map(|id| id.ksuid().as_bytes().to_vec())
     })?;
     let page = s.store.list_endpoints(&app.id, &pq)?;
-    let out = list_response(page, |e| e.id.to_string(), EndpointOut::from);
+    let out = list_response(
+        page,
+        |e| e.id.to_string(),
+        ksuid_key(EndpointId::PREFIX),
+        EndpointOut::from,
+    );
     Ok(reply(StatusCode::OK, &out))
 }
 

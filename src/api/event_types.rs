@@ -95,7 +95,7 @@ fn check_common(
         validate::text("groupName", g, validate::MAX_NAME_LEN)?;
     }
     for (i, f) in flags.into_iter().flatten().enumerate() {
-        validate::uid(&format!("featureFlags.{i}"), f)?;
+        validate::token(&format!("featureFlags.{i}"), f)?;
     }
     Ok(())
 }
@@ -176,6 +176,7 @@ fn list(s: State, q: Query) -> Result<Response, ApiError> {
     let out = list_response(
         page,
         |e| e.name.clone(),
+        |k| String::from_utf8(k.to_vec()).ok(),
         |e| EventTypeOut::new(e, with_content),
     );
     Ok(reply(StatusCode::OK, &out))

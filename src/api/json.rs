@@ -1,5 +1,5 @@
-//! Request bodies: JSON text that is not JSON is a 400; JSON of the wrong shape is a 422 whose `loc`
-//! names the field (found by serde_path_to_error).
+//! Request bodies: text that is not one JSON value (only whitespace may follow it) is a 400; JSON
+//! of the wrong shape is a 422 whose `loc` names the field (found by serde_path_to_error).
 
 use serde::de::DeserializeOwned;
 
@@ -8,8 +8,14 @@ use crate::domain::ValidationError;
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        // Only whitespace may follow the value: `{...} garbage` is not JSON, whatever serde read.
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "request body is not valid JSON: {e}"
+            ))),
+        },
         Err(e) => {
             let inner = e.inner();
             if inner.is_syntax() || inner.is_eof() || inner.is_io() {
@@ -71,6 +77,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse::<T>(br#"{"name":"x","unknown":1}"#).is_ok());
+    }
+
+    #[test]
+    fn only_whitespace_may_follow_the_value() {
+        assert!(parse::<T>(b"{\"name\":\"x\"} \r\n\t").is_ok());
+        for trailing in [
+            &b"{\"name\":\"x\"} garbage"[..],
+            b"{\"name\":\"x\"}{}",
+            b"{\"name\":\"x\"},",
+            b"{\"name\":\"x\"} 1",
+        ] {
+            assert!(
+                matches!(parse::<T>(trailing), Err(ApiError::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(trailing)
+            );
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::apps::find_app;
 use super::error::ApiError;
 use super::idempotency::{self, json_bytes, Idempotency, Key};
 use super::json;
-use super::pagination::{list_response, ListParams};
+use super::pagination::{ksuid_key, list_json, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
 use crate::domain::{
@@ -33,15 +33,17 @@ struct MessageIn {
     tags: Option<Vec<String>>,
 }
 
+/// A message's wire form, borrowing from the stored message (a payload is never copied to be
+/// written out).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MessageOut {
-    id: String,
-    event_type: String,
-    event_id: Option<String>,
-    channels: Option<Vec<String>>,
-    tags: Option<Vec<String>>,
-    payload: Box<RawValue>,
+pub struct MessageOut<'a> {
+    id: &'a str,
+    event_type: &'a str,
+    event_id: Option<&'a str>,
+    channels: Option<&'a [String]>,
+    tags: Option<&'a [String]>,
+    payload: &'a RawValue,
     timestamp: String,
     /// Herald extension, on reads: the overall delivery status (see `DeliveryStatus::overall`);
     /// absent for a message that had no endpoint to go to.
@@ -49,22 +51,22 @@ pub struct MessageOut {
     status: Option<u8>,
 }
 
-impl MessageOut {
+impl<'a> MessageOut<'a> {
     /// The wire form; `payload` is `{}` unless `with_content` (Svix clients require the key).
-    pub fn new(m: &Message, with_content: bool) -> Result<Self, ApiError> {
-        let payload = if with_content {
-            let text = String::from_utf8(m.payload.clone())
+    pub fn new(m: &'a Message, with_content: bool) -> Result<Self, ApiError> {
+        let payload: &RawValue = if with_content {
+            let text = std::str::from_utf8(&m.payload)
                 .map_err(|e| ApiError::Internal(format!("stored payload: {e}")))?;
-            RawValue::from_string(text).map_err(internal)?
+            serde_json::from_str(text).map_err(internal)?
         } else {
-            RawValue::from_string("{}".to_string()).map_err(internal)?
+            serde_json::from_str("{}").map_err(internal)?
         };
         Ok(MessageOut {
-            id: m.id.to_string(),
-            event_type: m.event_type.clone(),
-            event_id: m.event_id.clone(),
-            channels: m.channels.clone(),
-            tags: m.tags.clone(),
+            id: m.id.as_str(),
+            event_type: &m.event_type,
+            event_id: m.event_id.as_deref(),
+            channels: m.channels.as_deref(),
+            tags: m.tags.as_deref(),
             payload,
             timestamp: m.created_at.to_rfc3339(),
             status: None,
@@ -101,7 +103,7 @@ impl MessageIn {
                 ));
             }
             for (i, t) in tags.iter().enumerate() {
-                validate::uid(&format!("tags.{i}"), t)?;
+                validate::token(&format!("tags.{i}"), t)?;
             }
         }
         Ok(())
@@ -311,9 +313,12 @@ fn schema_example(schemas: &str, index: usize) -> Option<Vec<u8>> {
     })
 }
 
+/// The list, written straight to bytes. With content, a page holds at most
+/// `limits.max_list_bytes` of payload (or one message) and then ends early, `done: false`, so one
+/// request costs memory on the order of that budget, whatever the payloads add up to.
 fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
     let app = find_app(&s, &app.0)?;
-    let params = ListParams::parse(&q, true)?;
+    let params = ListParams::parse(&q, true)?.scanning(s.limits.max_list_scan);
     let pq = params.to_page_query(|c| {
         c.parse::<MessageId>()
             .ok()
@@ -330,28 +335,52 @@ fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
                 .ok_or_else(|| ValidationError::new("query.status", "must be 0, 1, 2 or 3"))?,
         ),
     };
-    let page = s.store.list_messages(&app.id, &pq, |m| {
-        filter.keep(m)
-            && status.is_none_or(|want| {
-                // Sending is a moment of pending: a filter on either finds both.
-                let have = s.store.message_status(m).ok().flatten();
-                have.is_some_and(|h| h == want.settled())
-            })
-    })?;
-    let data = page
-        .items
-        .iter()
-        .map(|m| MessageOut::new(m, with_content)?.with_status(&s, m))
-        .collect::<Result<Vec<_>, _>>()?;
-    let out = list_response(
-        crate::store::Page {
-            items: data,
-            done: page.done,
+    let page = s.store.list_messages(
+        &app.id,
+        &pq,
+        (filter.after, filter.before),
+        with_content.then_some(s.limits.max_list_bytes),
+        |m| {
+            filter.keep(m)
+                && status.is_none_or(|want| {
+                    // Sending is a moment of pending: a filter on either finds both.
+                    let have = s.store.message_status(m).ok().flatten();
+                    have.is_some_and(|h| h == want.settled())
+                })
         },
-        |m| m.id.clone(),
-        |m| m,
-    );
-    Ok(reply(StatusCode::OK, &out))
+    )?;
+    // The page comes without payloads: each is read as it is written, so one request holds the
+    // JSON written so far and one message, not a page of payloads as well.
+    let capacity = page.items.len() * 512
+        + 256
+        + if with_content {
+            s.limits.max_list_bytes
+        } else {
+            0
+        };
+    let body = list_json(
+        page,
+        |m| m.id.to_string(),
+        ksuid_key(MessageId::PREFIX),
+        capacity,
+        |buf, m| {
+            let full;
+            let m = if with_content {
+                // Deleted since the page was read: left out.
+                let Some(f) = s.store.get_message(&app.id, m.id.as_str())? else {
+                    return Ok(false);
+                };
+                full = f;
+                &full
+            } else {
+                &m
+            };
+            let out = MessageOut::new(m, with_content)?.with_status(&s, m)?;
+            serde_json::to_writer(buf, &out).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(true)
+        },
+    )?;
+    Ok(json_bytes(StatusCode::OK.as_u16(), body))
 }
 
 fn get(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> {

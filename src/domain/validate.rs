@@ -15,6 +15,10 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_header_value_len: usize,
     pub max_metadata_entries: usize,
+    /// Payload bytes one page of a message list holds at most (then it ends early, `done: false`).
+    pub max_list_bytes: usize,
+    /// Records one page of a list reads at most, kept by its filters or not.
+    pub max_list_scan: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +28,8 @@ impl Default for Limits {
             max_headers: 32,
             max_header_value_len: 4096,
             max_metadata_entries: 64,
+            max_list_bytes: 8 * 1024 * 1024,
+            max_list_scan: 10_000,
         }
     }
 }
@@ -67,8 +73,31 @@ fn matches_charset(s: &str, extra: &[u8]) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
-/// `^[a-zA-Z0-9\-_.]+$`, 1 to 256 characters (Svix's uid rule).
+/// A uid (an application's or endpoint's `uid`, a message's `eventId`): a [`token`] that does not
+/// take the shape of an id. Paths take an id or a uid and try the id first, so a uid that starts
+/// like an id could name another object; Svix refuses a uid with its own type's prefix, Herald
+/// every id prefix.
 pub fn uid(field: &str, value: &str) -> Result<()> {
+    token(field, value)?;
+    if let Some(p) = ID_PREFIXES.iter().find(|p| value.starts_with(**p)) {
+        return Err(ValidationError::new(
+            field,
+            format!("must not start with {p:?}, which ids start with (prefix it, e.g. with _)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The prefixes of Herald's ids (see `ids`).
+const ID_PREFIXES: [&str; 4] = [
+    super::AppId::PREFIX,
+    super::EndpointId::PREFIX,
+    super::MessageId::PREFIX,
+    super::AttemptId::PREFIX,
+];
+
+/// `^[a-zA-Z0-9\-_.]+$`, 1 to 256 characters (Svix's uid rule): uids, tags, feature flags.
+pub fn token(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > MAX_UID_LEN || !matches_charset(value, b"-_.") {
         return Err(ValidationError::new(
             field,
@@ -327,6 +356,13 @@ mod tests {
         assert!(uid("uid", "").is_err());
         assert!(uid("uid", "has space").is_err());
         assert!(uid("uid", &"a".repeat(257)).is_err());
+        for id_like in ["app_1", "ep_x", "msg_2Yo5GNZB2LvV6KhKKpjzpQXoR2V", "atmpt_"] {
+            assert!(uid("uid", id_like).is_err(), "{id_like}");
+            assert!(token("tags.0", id_like).is_ok(), "{id_like}");
+        }
+        for fine in ["_app_1", "App_1", "apps", "ep-1", "message_1"] {
+            assert!(uid("uid", fine).is_ok(), "{fine}");
+        }
         assert!(event_type_name("name", "order.created").is_ok());
         assert!(event_type_name("name", "order/created").is_err());
         assert!(channels("channels", &["project:123".into()]).is_ok());

@@ -11,7 +11,7 @@ use sled::Transactional;
 
 use super::codec::{decode, encode};
 use super::keys::{self, prefix_end};
-use super::page::{scan, scan_entries, Page, PageQuery};
+use super::page::{scan, scan_within, Budget, Page, PageQuery};
 use super::{Store, StoreError};
 use crate::domain::{
     AppId, Attempt, AttemptId, DeliveryStatus, Destination, EndpointHealth, EndpointId,
@@ -518,7 +518,8 @@ impl Store {
         )
     }
 
-    /// Attempts to one endpoint, newest first by default. `keep` filters after the look-up.
+    /// Attempts to one endpoint, newest first by default, read through the endpoint's index;
+    /// `keep` filters after the look-up.
     pub fn list_attempts_by_endpoint(
         &self,
         app: &AppId,
@@ -526,27 +527,21 @@ impl Store {
         q: &PageQuery,
         keep: impl Fn(&Attempt) -> bool,
     ) -> Result<Page<Attempt>, StoreError> {
-        let lookup = |k: &[u8], msg: &MessageId| -> Result<Option<Attempt>, StoreError> {
-            let id = keys::attempt_id_of(k)
-                .ok_or_else(|| StoreError::Codec("malformed attempt key".into()))?;
-            self.get_attempt(app, msg, &id)
-        };
-        let page = scan_entries(
+        scan_within(
             &self.inner.attempts_by_ep,
             &keys::endpoint(app, ep),
             q,
-            |k, m: &MessageId| matches!(lookup(k, m), Ok(Some(a)) if keep(&a)),
-        )?;
-        let mut items = Vec::with_capacity(page.items.len());
-        for (k, m) in page.items {
-            if let Some(a) = lookup(&k, &m)? {
-                items.push(a);
-            }
-        }
-        Ok(Page {
-            items,
-            done: page.done,
-        })
+            &Budget::default(),
+            |k, v| {
+                let msg: MessageId = decode(v)?;
+                let id = keys::attempt_id_of(k)
+                    .ok_or_else(|| StoreError::Codec("malformed attempt key".into()))?;
+                // An index entry whose attempt was purged meanwhile is skipped.
+                self.get_attempt(app, &msg, &id)
+            },
+            keep,
+            |_| 0,
+        )
     }
 
     pub fn endpoint_health(
@@ -660,6 +655,7 @@ pub(super) mod tests {
             limit: 10,
             cursor: None,
             descending: true,
+            max_scan: crate::store::SCAN_RECORDS,
         };
         assert!(store
             .list_attempts_by_msg(&app, &m.id, &q, |_| true)

@@ -92,15 +92,8 @@ impl Store {
     }
 
     pub fn list_endpoints(&self, app: &AppId, q: &PageQuery) -> Result<Page<Endpoint>, StoreError> {
-        let page = scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|e| self.unseal(e))
-                .collect::<Result<_, _>>()?,
-            done: page.done,
-        })
+        scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)?
+            .try_map(|e| self.unseal(e))
     }
 
     /// How many endpoints are disabled, in all applications.

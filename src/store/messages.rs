@@ -5,9 +5,9 @@ use sled::Transactional;
 
 use super::codec::{decode, encode};
 use super::idempotency::{Answer, IdempotencyRecord};
-use super::page::{scan, Page, PageQuery};
+use super::page::{scan_within, Budget, Page, PageQuery};
 use super::{abort, keys, Store, StoreError};
-use crate::domain::{AppId, Message, MessageId, Task, Trigger};
+use crate::domain::{ids, AppId, Message, MessageId, Task, Timestamp, Trigger};
 
 #[derive(Debug)]
 pub enum CreateOutcome {
@@ -120,12 +120,48 @@ impl Store {
         }
     }
 
+    /// A page of an application's messages, without their payloads: a page of 250 could hold
+    /// 250 MiB, so a caller that shows payloads reads each with [`Store::get_message`] as it
+    /// writes it out. With `max_payload_bytes`, the page ends (early, not done) when the stored
+    /// messages it lists would add up to more than that (one larger message comes alone).
+    /// Messages created outside `(after, before)` are not read at all: ids are time-ordered, so
+    /// the window is a seek (widened by [`ID_CLOCK_SLACK_MS`], with `keep` left to judge the edges
+    /// exactly).
     pub fn list_messages(
         &self,
         app: &AppId,
         q: &PageQuery,
+        window: (Option<Timestamp>, Option<Timestamp>),
+        max_payload_bytes: Option<usize>,
         keep: impl Fn(&Message) -> bool,
     ) -> Result<Page<Message>, StoreError> {
-        scan(&self.inner.messages, &keys::messages_of(app), q, keep)
+        let (after, before) = window;
+        let bound = |t: Timestamp, slack: i64| {
+            ids::ksuid_bound(t.millis().saturating_add(slack), false).into_bytes()
+        };
+        let budget = Budget {
+            bytes: max_payload_bytes.unwrap_or(usize::MAX),
+            from: after.map(|t| bound(t, -ID_CLOCK_SLACK_MS)),
+            until: before.map(|t| bound(t, ID_CLOCK_SLACK_MS)),
+            ..Budget::default()
+        };
+        let page = scan_within(
+            &self.inner.messages,
+            &keys::messages_of(app),
+            q,
+            &budget,
+            |_, v| {
+                let mut m: Message = decode(v)?;
+                m.payload = Vec::new();
+                Ok(Some((m, v.len())))
+            },
+            |(m, _)| keep(m),
+            |(_, stored)| *stored,
+        )?;
+        page.try_map(|(m, _)| Ok(m))
     }
 }
+
+/// How far a message id's time may stray from its `created_at` (the clock is read once for each,
+/// and ids stay increasing when the clock steps back), for seeking by time.
+const ID_CLOCK_SLACK_MS: i64 = 60_000;

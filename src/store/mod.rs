@@ -32,7 +32,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 pub use delivery::{QueuedTask, TryRecord};
 pub use idempotency::{Answer, IdempotencyRecord};
 pub use messages::CreateOutcome;
-pub use page::{Direction, Page, PageQuery};
+pub use page::{Budget, Direction, Page, PageQuery, SCAN_RECORDS};
 pub use space::{StorageStatus, WriteKind, BALLAST_FILE};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be

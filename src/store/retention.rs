@@ -157,6 +157,7 @@ mod tests {
             limit: 10,
             cursor: None,
             descending: true,
+            max_scan: crate::store::SCAN_RECORDS,
         };
         assert!(store
             .list_attempts_by_msg(&app, &old.id, &q, |_| true)

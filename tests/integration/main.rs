@@ -18,6 +18,7 @@ mod headers;
 mod idempotency;
 mod isolation;
 mod lifecycle;
+mod lists;
 mod metrics;
 mod openapi;
 mod power_loss;
