@@ -615,6 +615,34 @@ pub(super) mod tests {
         }
     }
 
+    /// A message to `ep`, accepted and tried once: the try ended with `status`, no retry. Returns
+    /// it and the health clock `finish_try` answered.
+    async fn tried(
+        store: &Store,
+        app: &AppId,
+        ep: &EndpointId,
+        status: DeliveryStatus,
+        health: HealthEvent,
+    ) -> (MessageId, EndpointHealth) {
+        let m = message(app, std::slice::from_ref(ep));
+        store.create_message(&m, None).await.unwrap();
+        let qt = store
+            .due_tasks(app, ep, i64::MAX, 1, &Default::default())
+            .unwrap()
+            .pop()
+            .unwrap();
+        let clock = store
+            .finish_try(&TryRecord {
+                task_key: qt.key,
+                attempt: attempt(app, &m.id, ep, status),
+                retry: None,
+                fanned_out_here: true,
+                health,
+            })
+            .unwrap();
+        (m.id, clock)
+    }
+
     /// A crash between the writes of a try (here: after the retry is written, before the old task
     /// is removed) leaves the try unrecorded, never two retry chains; the try then runs again.
     #[tokio::test]
@@ -691,27 +719,11 @@ pub(super) mod tests {
         let (app, ep) = (AppId::generate(), EndpointId::generate());
         let mut ids = Vec::new();
         for i in 0..4 {
-            let m = message(&app, std::slice::from_ref(&ep));
-            store.create_message(&m, None).await.unwrap();
-            let qt = store
-                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
-                .unwrap()
-                .pop()
-                .unwrap();
             let status = match i {
                 3 => DeliveryStatus::Success,
                 _ => DeliveryStatus::Fail,
             };
-            store
-                .finish_try(&TryRecord {
-                    task_key: qt.key,
-                    attempt: attempt(&app, &m.id, &ep, status),
-                    retry: None,
-                    fanned_out_here: true,
-                    health: HealthEvent::Other,
-                })
-                .unwrap();
-            ids.push(m.id);
+            ids.push(tried(&store, &app, &ep, status, HealthEvent::Other).await.0);
         }
         let manual = |s: &Store| {
             s.due_tasks(&app, &ep, i64::MAX, 100, &Default::default())
@@ -772,28 +784,22 @@ pub(super) mod tests {
         let since = Timestamp::now().plus_seconds(-60);
         let mut failed = Vec::new();
         for i in 0..7 {
-            let m = message(&app, std::slice::from_ref(&ep));
-            store.create_message(&m, None).await.unwrap();
-            let qt = store
-                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
-                .unwrap()
-                .pop()
-                .unwrap();
-            let status = if i % 2 == 0 {
-                failed.push(m.id.clone());
-                DeliveryStatus::Fail
+            if i % 2 == 0 {
+                failed.push(
+                    tried(&store, &app, &ep, DeliveryStatus::Fail, HealthEvent::Other)
+                        .await
+                        .0,
+                );
             } else {
-                DeliveryStatus::Success
-            };
-            store
-                .finish_try(&TryRecord {
-                    task_key: qt.key,
-                    attempt: attempt(&app, &m.id, &ep, status),
-                    retry: None,
-                    fanned_out_here: true,
-                    health: HealthEvent::Other,
-                })
-                .unwrap();
+                tried(
+                    &store,
+                    &app,
+                    &ep,
+                    DeliveryStatus::Success,
+                    HealthEvent::Other,
+                )
+                .await;
+            }
         }
         let (mut found, mut after, mut calls) = (Vec::new(), None, 0);
         loop {
@@ -821,22 +827,7 @@ pub(super) mod tests {
             (DeliveryStatus::Fail, HealthEvent::Exhausted),
             (DeliveryStatus::Success, HealthEvent::Success),
         ] {
-            let m = message(&app, std::slice::from_ref(&ep));
-            store.create_message(&m, None).await.unwrap();
-            let qt = store
-                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
-                .unwrap()
-                .pop()
-                .unwrap();
-            let h = store
-                .finish_try(&TryRecord {
-                    task_key: qt.key,
-                    attempt: attempt(&app, &m.id, &ep, status),
-                    retry: None,
-                    fanned_out_here: true,
-                    health: event,
-                })
-                .unwrap();
+            let (_, h) = tried(&store, &app, &ep, status, event).await;
             assert_eq!(h, store.endpoint_health(&app, &ep).unwrap());
             assert_eq!(h.failing_since.is_some(), event == HealthEvent::Exhausted);
         }
