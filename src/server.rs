@@ -1,6 +1,7 @@
 //! The HTTP accept loop: serves the API's warp filter through hyper (HTTP/1.1 and HTTP/2) on an
 //! injected listener, so tests and `main` share one path, over TLS when given an acceptor. It owns
-//! what a connection may cost: a cap on open connections, an idle timeout in every phase (before
+//! what a connection may cost: a cap on open connections (when it is full, connections idle for a
+//! second or more are closed to make room for a new one), an idle timeout in every phase (before
 //! the first byte, after the TLS handshake, between requests, HTTP/2 with no request in progress)
 //! and HSTS over TLS. Trailing slashes are normalised away before routing. On shutdown it stops
 //! accepting and lets open requests finish for a grace period.
@@ -46,6 +47,12 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Repeated warnings (refused connections, failed accepts) are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// When the cap is full, a new connection waits this long for a slot while connections idle for
+/// at least `EVICT_IDLE_AFTER` are closed to make room: silent connections cannot lock clients
+/// out for a whole idle timeout. At most `WAITERS` new connections wait at once; more are refused.
+const PRESSURE_WAIT: Duration = Duration::from_millis(200);
+const EVICT_IDLE_AFTER: Duration = Duration::from_secs(1);
+const WAITERS: usize = 64;
 /// What a plain-HTTP client over the cap is told, written without reading its request.
 const OVER_CAPACITY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
@@ -86,7 +93,9 @@ pub async fn serve(
         .and(options.hsts_max_age)
         .and_then(|secs| HeaderValue::from_str(&format!("max-age={secs}")).ok());
     let (stop_tx, stop_rx) = watch::channel(());
-    let mut refused = Throttled::default();
+    let (pressure_tx, pressure_rx) = watch::channel(());
+    let waiters = Arc::new(Semaphore::new(WAITERS));
+    let refusals = Arc::new(std::sync::Mutex::new(Throttled::default()));
     let mut accept_failed = Throttled::default();
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut shutdown = std::pin::pin!(shutdown);
@@ -106,30 +115,42 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         backoff = ACCEPT_BACKOFF_MIN;
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.connection_refused();
-            if let Some(n) = refused.note() {
-                tracing::warn!(
-                    max_connections = cap,
-                    refused = n,
-                    "connection cap reached: refusing new connections (server.max_connections)"
-                );
-            }
-            refuse(stream, tls.is_some());
-            continue;
-        };
-        let slot = Slot::open(permit, metrics.clone());
         let conn = Conn {
             peer,
             routes: routes.clone(),
             options,
             hsts: hsts.clone(),
             stop: stop_rx.clone(),
+            pressure: pressure_rx.clone(),
         };
         let tls = tls.clone();
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            let slot = Slot::open(permit, metrics.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                conn.run(stream, tls).await;
+            });
+            continue;
+        }
+        // Full: ask idle connections to make room, and wait a moment for a slot (off the accept
+        // loop, a bounded number at a time).
+        pressure_tx.send_replace(());
+        let Ok(waiter) = waiters.clone().try_acquire_owned() else {
+            refuse(stream, tls.is_some(), &metrics, &refusals, cap);
+            continue;
+        };
+        let (slots, metrics, refusals) = (slots.clone(), metrics.clone(), refusals.clone());
+        let is_tls = tls.is_some();
         tokio::spawn(async move {
-            let _slot = slot;
-            conn.run(stream, tls).await;
+            let got = tokio::time::timeout(PRESSURE_WAIT, slots.acquire_owned()).await;
+            drop(waiter);
+            match got {
+                Ok(Ok(permit)) => {
+                    let _slot = Slot::open(permit, metrics);
+                    conn.run(stream, tls).await;
+                }
+                _ => refuse(stream, is_tls, &metrics, &refusals, cap),
+            }
         });
     }
     drop(listener);
@@ -144,9 +165,25 @@ pub async fn serve(
     }
 }
 
-/// Close a connection over the cap at once, without reading from it. A plain-HTTP client is
-/// told 503 if the socket takes the bytes now; over TLS there is nothing cheap to say.
-fn refuse(stream: TcpStream, tls: bool) {
+/// Close a connection over the cap at once, without reading from it, counted and logged at
+/// most once a minute. A plain-HTTP client is told 503 if the socket takes the bytes now; over
+/// TLS there is nothing cheap to say.
+fn refuse(
+    stream: TcpStream,
+    tls: bool,
+    metrics: &Metrics,
+    refusals: &std::sync::Mutex<Throttled>,
+    cap: usize,
+) {
+    metrics.connection_refused();
+    let said = refusals.lock().unwrap_or_else(|e| e.into_inner()).note();
+    if let Some(n) = said {
+        tracing::warn!(
+            max_connections = cap,
+            refused = n,
+            "connection cap reached: refusing new connections (server.max_connections)"
+        );
+    }
     if !tls {
         let _ = stream.try_write(OVER_CAPACITY);
     }
@@ -159,6 +196,8 @@ struct Conn {
     options: ServeOptions,
     hsts: Option<HeaderValue>,
     stop: watch::Receiver<()>,
+    /// Signalled when the cap is full and a new connection waits: an idle connection closes.
+    pressure: watch::Receiver<()>,
 }
 
 impl Conn {
@@ -176,11 +215,16 @@ impl Conn {
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_PING_EVERY)
             .keep_alive_timeout(H2_PING_TIMEOUT);
-        let (peer, idle, stop) = (self.peer, self.options.idle_timeout, self.stop);
+        let (peer, idle, stop, pressure) = (
+            self.peer,
+            self.options.idle_timeout,
+            self.stop,
+            self.pressure,
+        );
         let served = match tls {
             None => {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                supervise(conn, requests, idle, stop).await
+                supervise(conn, requests, idle, stop, pressure).await
             }
             // The handshake runs here, in the connection's task, with a deadline: a slow or
             // garbled client costs only its own task.
@@ -189,7 +233,7 @@ impl Conn {
                     Ok(Ok(tls_stream)) => {
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
-                        supervise(conn, requests, idle, stop).await
+                        supervise(conn, requests, idle, stop, pressure).await
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -259,9 +303,16 @@ async fn supervise<C: GracefulConnection>(
     mut requests: watch::Receiver<usize>,
     idle: Duration,
     mut stop: watch::Receiver<()>,
+    mut pressure: watch::Receiver<()>,
 ) -> Result<(), C::Error> {
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
+    let busy = requests.clone();
+    // Every start and end of a request, to know how long the connection has been idle.
+    let mut activity = requests.clone();
+    let (mut watching, mut pressed) = (true, true);
+    let mut idle_since = Instant::now();
+    pressure.mark_unchanged();
     loop {
         tokio::select! {
             done = conn.as_mut() => return done,
@@ -276,6 +327,20 @@ async fn supervise<C: GracefulConnection>(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
+            changed = activity.changed(), if watching => match changed {
+                Ok(()) => idle_since = Instant::now(),
+                // The service is gone: the connection is ending by itself.
+                Err(_) => watching = false,
+            },
+            changed = pressure.changed(), if pressed => match changed {
+                // Nothing in progress here for a while, and a new client waits for the slot:
+                // close at once (between requests, so nothing is lost).
+                Ok(()) if *busy.borrow() == 0 && idle_since.elapsed() >= EVICT_IDLE_AFTER => {
+                    return Ok(());
+                }
+                Ok(()) => {}
+                Err(_) => pressed = false,
+            },
         }
     }
 }

@@ -137,6 +137,43 @@ async fn silent_connections_over_the_cap_are_refused_then_closed_and_health_answ
     eprintln!("health answered after {answered_after:?} ({refused_probes} probes refused); {told_503} silent connections refused");
 }
 
+/// With a long idle timeout, silent connections that fill the cap do not lock clients out for
+/// that long: a new connection makes the server close connections idle for a second or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cap_of_silent_connections_makes_room_for_a_new_client() {
+    let h = start(vec![("HERALD_SERVER__IDLE_TIMEOUT", "60".to_string())]);
+    let mut silent = Vec::new();
+    for _ in 0..CAP {
+        silent.push(TcpStream::connect(addr(&h)).await.unwrap());
+    }
+    // Past the eviction age (1 s), far below the idle timeout (60 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let mut answered = None;
+    while started.elapsed() < SLACK {
+        if let Some(204) = health(&h.url).await {
+            answered = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took =
+        answered.expect("/health did not answer while the cap was full of silent connections");
+    // The silent connections were closed to make room, not left for the 60 s idle timeout.
+    let mut closed = 0;
+    for c in &mut silent {
+        let mut buf = [0u8; 16];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), c.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "no silent connection was closed");
+    assert!(metric(&h, "herald_connections_open").await <= CAP as f64);
+    eprintln!("health answered after {took:?}; {closed} of {CAP} silent connections closed");
+}
+
 /// The HTTP/2 connection preface and an empty SETTINGS frame.
 fn h2_preface() -> Vec<u8> {
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
