@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{bearer, http, Herald, Launch, TOKEN};
+use crate::support::{http, metric, read_until_closed, Herald, Launch, TOKEN};
 
 const IDLE: Duration = Duration::from_secs(1);
 /// How long past its deadline the server may take to act (a loaded 2-core machine). A silent
@@ -34,28 +34,6 @@ fn addr(h: &Herald) -> String {
         .to_string()
 }
 
-/// Everything the server sends until it closes the connection; panics if it is still open after
-/// `within`.
-async fn read_until_closed<S: AsyncRead + Unpin>(conn: &mut S, within: Duration) -> Vec<u8> {
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(
-        read.is_ok(),
-        "connection still open after {within:?}; received so far: {:?}",
-        String::from_utf8_lossy(&out)
-    );
-    out
-}
-
 /// `/api/v1/health` through a new connection: its status, or `None` if the connection failed.
 async fn health(url: &str) -> Option<u16> {
     let _ = http(); // installs the crypto provider reqwest needs
@@ -70,22 +48,6 @@ async fn health(url: &str) -> Option<u16> {
         .await
         .ok()?;
     Some(r.status().as_u16())
-}
-
-async fn metric(h: &Herald, name: &str) -> f64 {
-    let text = http()
-        .get(format!("{}/metrics", h.url))
-        .header("authorization", bearer())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

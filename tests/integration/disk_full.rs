@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use svix::models::EndpointIn;
 
 use crate::support::receiver::{eventually, Answer, Receiver};
-use crate::support::{app_with_endpoint, call, fast_delivery_env, http, Herald, Launch};
+use crate::support::{app_with_endpoint, call, fast_delivery_env, http, metric, Herald, Launch};
 
 const MIB: u64 = 1024 * 1024;
 /// The reserve the tests give Herald (store.min_free_mb), and its ballast.
@@ -124,23 +124,6 @@ async fn probe(h: &Herald, path: &str) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn metric(h: &Herald, name: &str) -> f64 {
-    let text = http()
-        .get(format!("{}/metrics", h.url))
-        .header("authorization", crate::support::bearer())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-        .parse()
-        .unwrap()
 }
 
 async fn wait_ready(h: &Herald, want: u16) -> Value {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{http, Herald, TOKEN};
+use crate::support::{http, read_until_closed, Herald, TOKEN};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// How long past the timeout the server may take to act (a loaded 2-core machine).
@@ -25,28 +25,6 @@ async fn connect(h: &Herald) -> TcpStream {
     TcpStream::connect(h.url.trim_start_matches("http://"))
         .await
         .unwrap()
-}
-
-/// Everything the server sends until it closes the connection; panics if it is still open after
-/// `within`.
-async fn read_until_closed(conn: &mut TcpStream, within: Duration) -> String {
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    assert!(
-        read.is_ok(),
-        "connection still open; received so far: {text:?}"
-    );
-    text
 }
 
 fn post_head(declared_len: usize) -> String {
@@ -83,7 +61,8 @@ async fn a_stalled_body_gets_408_and_the_connection_is_closed() {
     let started = Instant::now();
     health_answers(&h).await;
     for c in &mut conns {
-        let answer = read_until_closed(c, TIMEOUT + SLACK).await;
+        let answer =
+            String::from_utf8_lossy(&read_until_closed(c, TIMEOUT + SLACK).await).into_owned();
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
     }

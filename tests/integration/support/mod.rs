@@ -310,3 +310,46 @@ pub async fn call(h: &Herald, method: &str, path: &str, body: Option<&str>) -> (
             .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}")),
     )
 }
+
+/// A value of `/metrics` (Prometheus text), read with the admin token.
+pub async fn metric(h: &Herald, name: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", h.url))
+        .header("authorization", bearer())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// Everything the server sends until it closes the connection; panics if it is still open after
+/// `within`.
+pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+    conn: &mut S,
+    within: Duration,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "connection still open after {within:?}; received so far: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    out
+}
