@@ -58,6 +58,14 @@ fn reasons(s: &StorageStatus) -> Vec<Reason> {
             detail,
         });
     }
+    if s.disk_full {
+        out.push(Reason {
+            code: "disk_full",
+            detail: "a write met a full file system: new writes are refused with 507 until \
+                     space is freed; reads go on"
+                .into(),
+        });
+    }
     if s.below_reserve {
         out.push(Reason {
             code: "disk_below_reserve",
@@ -106,6 +114,12 @@ mod tests {
         };
         assert_eq!(readiness(&low).status(), 503);
         assert_eq!(reasons(&low)[0].code, "disk_below_reserve");
+        let full = StorageStatus {
+            disk_full: true,
+            ..Default::default()
+        };
+        assert_eq!(readiness(&full).status(), 503);
+        assert_eq!(reasons(&full)[0].code, "disk_full");
         let broken = StorageStatus {
             commit_failure: Some("Input/output error".into()),
             restart_required: true,

@@ -59,6 +59,19 @@ pub fn message(app: &AppId, msg: &MessageId) -> Vec<u8> {
     cat(&[app.ksuid().as_bytes(), msg.ksuid().as_bytes()])
 }
 
+/// The application and message of a `messages` key.
+pub fn message_ids(key: &[u8]) -> Option<(AppId, MessageId)> {
+    if key.len() != 2 * KSUID_LEN {
+        return None;
+    }
+    let app = std::str::from_utf8(&key[..KSUID_LEN]).ok()?;
+    let msg = std::str::from_utf8(&key[KSUID_LEN..]).ok()?;
+    Some((
+        AppId::from_ksuid(app).ok()?,
+        MessageId::from_ksuid(msg).ok()?,
+    ))
+}
+
 pub fn messages_of(app: &AppId) -> Vec<u8> {
     app.ksuid().as_bytes().to_vec()
 }

@@ -1,19 +1,93 @@
-//! Messages: durable acceptance (message, its eventId, one task per endpoint and the idempotency
-//! record, in one transaction, acknowledged only after the group commit), and reading them back.
+//! Messages: durable acceptance and reading them back. A message's payload goes to the payload
+//! log (`payloads`) and is fsync'd there first; then its small record (metadata and the payload's
+//! place), its eventId, one task per endpoint and the idempotency record go to sled in one
+//! transaction, acknowledged only after sled's group commit. So every record in sled points at
+//! payload bytes already on disk.
 
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::codec::{decode, encode};
+use super::codec::{decode_as, encode, encode_as};
 use super::idempotency::{Answer, IdempotencyRecord};
 use super::page::{scan_within, Budget, Page, PageQuery};
+use super::payloads::PayloadRef;
 use super::{abort, keys, Store, StoreError};
-use crate::domain::{ids, AppId, Message, MessageId, Task, Timestamp, Trigger};
+use crate::domain::{ids, AppId, EndpointId, Message, MessageId, Task, Timestamp, Trigger};
 
 #[derive(Debug)]
 pub enum CreateOutcome {
     Created,
     /// The idempotency key was used before: the first request's answer; nothing was written.
     Replayed(Answer),
+}
+
+/// Format of a message record that holds its payload inline (written before the payload log;
+/// read only to upgrade a store, see `upgrade`).
+pub(super) const MESSAGE_V1: u8 = 1;
+/// Format of a message record whose payload is in the payload log.
+pub(super) const MESSAGE_V2: u8 = 2;
+
+/// A message as sled keeps it (format 2). Its ids are in its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StoredMessage {
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub created_at: Timestamp,
+    pub destinations: Vec<EndpointId>,
+    pub payload: PayloadRef,
+}
+
+impl StoredMessage {
+    pub(super) fn of(msg: &Message, payload: PayloadRef) -> Self {
+        StoredMessage {
+            event_type: msg.event_type.clone(),
+            event_id: msg.event_id.clone(),
+            channels: msg.channels.clone(),
+            tags: msg.tags.clone(),
+            created_at: msg.created_at,
+            destinations: msg.destinations.clone(),
+            payload,
+        }
+    }
+
+    /// The message without its payload.
+    fn into_message(self, app_id: AppId, id: MessageId) -> Message {
+        Message {
+            id,
+            app_id,
+            event_type: self.event_type,
+            event_id: self.event_id,
+            channels: self.channels,
+            tags: self.tags,
+            payload: Vec::new(),
+            created_at: self.created_at,
+            destinations: self.destinations,
+        }
+    }
+}
+
+/// A message record read back: the message (its payload empty unless stored inline) and where its
+/// payload is.
+pub(super) fn decode_message(
+    key: &[u8],
+    v: &[u8],
+) -> Result<(Message, Option<PayloadRef>), StoreError> {
+    match v.first() {
+        Some(&MESSAGE_V1) => Ok((decode_as(MESSAGE_V1, v)?, None)),
+        _ => {
+            let stored: StoredMessage = decode_as(MESSAGE_V2, v)?;
+            let (app, id) = keys::message_ids(key)
+                .ok_or_else(|| StoreError::Codec("malformed message key".into()))?;
+            let at = stored.payload;
+            Ok((stored.into_message(app, id), Some(at)))
+        }
+    }
+}
+
+pub(super) fn encode_message(msg: &Message, payload: PayloadRef) -> Result<Vec<u8>, StoreError> {
+    encode_as(MESSAGE_V2, &StoredMessage::of(msg, payload))
 }
 
 impl Store {
@@ -26,10 +100,48 @@ impl Store {
         idempotency: Option<(&[u8; 32], &IdempotencyRecord)>,
     ) -> Result<CreateOutcome, StoreError> {
         self.ensure_space(super::WriteKind::Create)?;
-        let gate = self.write_gate();
         let i = &self.inner;
         let msg_key = keys::message(&msg.app_id, &msg.id);
-        let msg_value = encode(msg)?;
+        let event_key = msg
+            .event_id
+            .as_deref()
+            .map(|e| keys::msg_event_id(&msg.app_id, e));
+        let idem = idempotency
+            .map(|(k, r)| r.encode(&i.sealer, k).map(|v| (k, v)))
+            .transpose()?;
+        // Answered without a write, the usual way a replay or a taken eventId ends: no payload is
+        // written for nothing. (The transaction below decides; two racing requests may leave an
+        // unreferenced payload, which `herald check` reports and retention removes.)
+        let idem_key = idem.as_ref().map(|(k, _)| *k);
+        if let Some(settled) = self.settled(
+            idem_key,
+            event_key.as_deref(),
+            |k| i.messages.get(k),
+            |k| i.msg_event_id.get(k),
+            |k| i.idempotency.get(k),
+        )? {
+            return match settled {
+                Ok(answer) => {
+                    self.durable().await?;
+                    Ok(CreateOutcome::Replayed(answer))
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let at = match i
+            .payloads
+            .append(&msg_key, msg.created_at.millis(), &msg.payload)
+        {
+            Ok(at) => {
+                i.space.note_written();
+                at
+            }
+            Err(e) if e.is_no_space() => return Err(i.space.met_full_disk(&e)),
+            Err(e) => return Err(e),
+        };
+        self.payloads_durable().await?;
+        let gate = self.write_gate();
+        let msg_value = encode_message(msg, at)?;
         let task = encode(&Task {
             msg_id: msg.id.clone(),
             tries: 0,
@@ -44,34 +156,21 @@ impl Store {
                 self.next_seq()?,
             ));
         }
-        let idem = idempotency
-            .map(|(k, r)| r.encode(&i.sealer, k).map(|v| (k, v)))
-            .transpose()?;
-        let event_key = msg
-            .event_id
-            .as_deref()
-            .map(|e| keys::msg_event_id(&msg.app_id, e));
         let outcome = (&i.messages, &i.msg_event_id, &i.idempotency, &i.queue).transaction(
             |(messages, event_ids, idem_tree, queue)| {
-                if let Some((k, _)) = &idem {
-                    let earlier = idem_tree
-                        .get(k.as_slice())?
-                        .and_then(|v| IdempotencyRecord::live(&i.sealer, k, &v));
-                    match earlier.map(|r| r.answer) {
-                        // A record whose message is gone (deleted with its application) is
-                        // stale: this request makes a new message and takes the key over.
-                        Some(Answer::Message { app_id, msg_id, .. })
-                            if messages.get(keys::message(&app_id, &msg_id))?.is_none() => {}
-                        Some(answer) => return Ok(CreateOutcome::Replayed(answer)),
-                        None => {}
-                    }
+                let settled = self.settled(
+                    idem_key,
+                    event_key.as_deref(),
+                    |k| messages.get(k),
+                    |k| event_ids.get(k),
+                    |k| idem_tree.get(k),
+                )?;
+                match settled {
+                    Some(Ok(answer)) => return Ok(CreateOutcome::Replayed(answer)),
+                    Some(Err(e)) => return abort(e),
+                    None => {}
                 }
                 if let Some(ek) = &event_key {
-                    if event_ids.get(ek.as_slice())?.is_some() {
-                        return abort(StoreError::Conflict(
-                            "a message with this eventId already exists".into(),
-                        ));
-                    }
                     event_ids.insert(ek.as_slice(), msg.id.ksuid().as_bytes())?;
                 }
                 messages.insert(msg_key.as_slice(), msg_value.as_slice())?;
@@ -92,6 +191,39 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Whether a create is settled before writing anything: `Ok(answer)` for a live idempotency
+    /// record whose message still exists (a replay), `Err(Conflict)` for an eventId already
+    /// taken. The getters read the trees, inside a transaction or not.
+    fn settled<E>(
+        &self,
+        idem_key: Option<&[u8; 32]>,
+        event_key: Option<&[u8]>,
+        message: impl Fn(&[u8]) -> Result<Option<sled::IVec>, E>,
+        event_id: impl Fn(&[u8]) -> Result<Option<sled::IVec>, E>,
+        idempotency: impl Fn(&[u8]) -> Result<Option<sled::IVec>, E>,
+    ) -> Result<Option<Result<Answer, StoreError>>, E> {
+        if let Some(k) = idem_key {
+            let earlier = idempotency(k.as_slice())?
+                .and_then(|v| IdempotencyRecord::live(&self.inner.sealer, k, &v));
+            match earlier.map(|r| r.answer) {
+                // A record whose message is gone (deleted with its application) is stale: this
+                // request makes a new message and takes the key over.
+                Some(Answer::Message { app_id, msg_id, .. })
+                    if message(&keys::message(&app_id, &msg_id))?.is_none() => {}
+                Some(answer) => return Ok(Some(Ok(answer))),
+                None => {}
+            }
+        }
+        if let Some(ek) = event_key {
+            if event_id(ek)?.is_some() {
+                return Ok(Some(Err(StoreError::Conflict(
+                    "a message with this eventId already exists".into(),
+                ))));
+            }
+        }
+        Ok(None)
+    }
+
     /// The message with this id, or else with this eventId.
     pub fn get_message(
         &self,
@@ -100,8 +232,9 @@ impl Store {
     ) -> Result<Option<Message>, StoreError> {
         let i = &self.inner;
         if let Ok(id) = id_or_event_id.parse::<MessageId>() {
-            if let Some(v) = i.messages.get(keys::message(app, &id))? {
-                return Ok(Some(decode(&v)?));
+            let key = keys::message(app, &id);
+            if let Some(v) = i.messages.get(&key)? {
+                return self.with_payload(&key, &v).map(Some);
             }
         }
         let Some(ksuid) = i
@@ -114,10 +247,20 @@ impl Store {
             .ok()
             .and_then(|k| MessageId::from_ksuid(k).ok())
             .ok_or_else(|| StoreError::Codec("bad eventId index entry".into()))?;
-        match i.messages.get(keys::message(app, &id))? {
-            Some(v) => Ok(Some(decode(&v)?)),
+        let key = keys::message(app, &id);
+        match i.messages.get(&key)? {
+            Some(v) => self.with_payload(&key, &v).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A stored message with its payload read back from the payload log.
+    fn with_payload(&self, key: &[u8], v: &[u8]) -> Result<Message, StoreError> {
+        let (mut msg, at) = decode_message(key, v)?;
+        if let Some(at) = at {
+            msg.payload = self.inner.payloads.read(&at, key)?;
+        }
+        Ok(msg)
     }
 
     /// A page of an application's messages, without their payloads: a page of 250 could hold
@@ -150,10 +293,11 @@ impl Store {
             &keys::messages_of(app),
             q,
             &budget,
-            |_, v| {
-                let mut m: Message = decode(v)?;
+            |k, v| {
+                let (mut m, at) = decode_message(k, v)?;
+                let size = at.map_or(m.payload.len(), |a| a.len as usize) + v.len();
                 m.payload = Vec::new();
-                Ok(Some((m, v.len())))
+                Ok(Some((m, size)))
             },
             |(m, _)| keep(m),
             |(_, stored)| *stored,

@@ -4,6 +4,7 @@
 //! space (`space`), so a full disk answers "no space" instead of breaking the engine.
 
 mod apps;
+mod check;
 mod codec;
 mod commit;
 mod delivery;
@@ -13,10 +14,12 @@ mod idempotency;
 pub mod keys;
 mod messages;
 pub mod page;
+pub mod payloads;
 mod retention;
 mod seal;
 mod space;
 mod tokens;
+mod upgrade;
 
 use std::fs::File;
 use std::future::Future;
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+pub use check::{check, CheckReport};
 pub use delivery::{QueuedTask, TryRecord};
 pub use idempotency::{Answer, IdempotencyRecord};
 pub use messages::CreateOutcome;
@@ -58,6 +62,9 @@ pub enum StoreError {
     NoSpace(String),
     #[error("the data directory {0} is in use by another Herald process")]
     Locked(PathBuf),
+    /// The store's format is not one this binary reads (see `upgrade`).
+    #[error("{0}")]
+    Format(String),
     #[error("the main key does not open this store (endpoint secrets are sealed with another key); give the right HERALD_MAIN_KEY or store.main_key_file")]
     WrongMainKey,
 }
@@ -154,6 +161,10 @@ struct Inner {
     attempts_by_ep: sled::Tree,
     endpoint_health: sled::Tree,
     manual_queued: sled::Tree,
+    /// A handle on sled's data file, to fsync it outside the group commit.
+    db_file: File,
+    /// Message payloads, beside sled (see `payloads`).
+    payloads: payloads::PayloadLog,
     commit: commit::GroupCommit,
     space: space::Space,
 }
@@ -189,6 +200,7 @@ impl Store {
         crate::fsio::sync_dir(&path)?;
         // fsync applies to the inode, so any handle on sled's data file makes its writes durable.
         let db_file = File::open(path.join("db"))?;
+        let (payloads, _) = payloads::PayloadLog::open(&path)?;
         let tree = |name: &str| db.open_tree(name);
         let sealer = seal::Sealer::new(&opts.main_key);
         let meta = db.open_tree(keys::TREE_META)?;
@@ -207,7 +219,9 @@ impl Store {
             ),
             None => 0,
         };
+        upgrade::to_current(&db, &meta, &payloads, &db_file)?;
         let inner = Inner {
+            payloads,
             sealer,
             gate: std::sync::RwLock::new(()),
             backup: Mutex::new(()),
@@ -227,7 +241,8 @@ impl Store {
             attempts_by_ep: tree(keys::TREE_ATTEMPTS_BY_EP)?,
             endpoint_health: tree(keys::TREE_ENDPOINT_HEALTH)?,
             manual_queued: tree(keys::TREE_MANUAL_QUEUED)?,
-            commit: commit::GroupCommit::start(db.clone(), db_file)?,
+            commit: commit::GroupCommit::start(db.clone(), db_file.try_clone()?)?,
+            db_file,
             space,
             db,
         };
@@ -251,11 +266,24 @@ impl Store {
         })
     }
 
+    /// Wait until every payload this task appended is on disk.
+    async fn payloads_durable(&self) -> Result<(), StoreError> {
+        self.inner.payloads.durable().await.map_err(|e| match e {
+            StoreError::NoSpace(why) => self.inner.space.refuse(why),
+            other => other,
+        })
+    }
+
     /// `Ok` if a write of `kind` may go ahead: the store can commit and the disk has room above
     /// the reserve (half of it for [`WriteKind::Progress`]). Else `NoSpace` (counted, logged at
     /// most once a minute) or `Durability`. Call it before writing, not under the write gate.
     pub fn ensure_space(&self, kind: WriteKind) -> Result<(), StoreError> {
-        if let Some(f) = self.inner.commit.failure() {
+        let failure = self
+            .inner
+            .commit
+            .failure()
+            .or_else(|| self.inner.payloads.failure());
+        if let Some(f) = failure {
             return Err(if f.no_space {
                 self.inner.space.refuse(format!(
                     "a write to disk failed for lack of space: {}",
@@ -271,7 +299,12 @@ impl Store {
     /// Free space, the reserve, refused writes and whether the store can commit.
     pub fn storage_status(&self) -> StorageStatus {
         let mut s = self.inner.space.status();
-        if let Some(f) = self.inner.commit.failure() {
+        let failure = self
+            .inner
+            .commit
+            .failure()
+            .or_else(|| self.inner.payloads.failure());
+        if let Some(f) = failure {
             s.commit_failure = Some(f.message.to_string());
             s.restart_required = f.sticky;
         }
@@ -298,6 +331,14 @@ impl Store {
         }
     }
 
+    /// Flush sled and fsync its data file, on this thread (for background jobs that must know
+    /// their writes are on disk before they go on).
+    fn sync_trees(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        self.inner.db_file.sync_data()?;
+        Ok(())
+    }
+
     /// Completed group-commit rounds (flush + fsync) since open.
     pub fn commit_rounds(&self) -> u64 {
         self.inner.commit.rounds()
@@ -305,6 +346,7 @@ impl Store {
 
     /// Flush everything and stop the commit thread (at shutdown).
     pub fn close(&self) -> Result<(), StoreError> {
+        self.inner.payloads.close()?;
         self.inner.db.flush()?;
         self.inner.commit.stop();
         Ok(())
@@ -467,6 +509,9 @@ impl Store {
                 .insert(META_SEQ_OFFSET, &floor.to_be_bytes())?;
             target.flush()?;
             File::open(path.join("db"))?.sync_all()?;
+            // Every payload the copied records point at was appended before its record was
+            // written, so copying each file as long as it is now covers them all.
+            self.inner.payloads.copy_to(&path)?;
             File::open(&path)?.sync_all()?;
             File::open(dest)?.sync_all()?;
             Ok(BackupReport {
@@ -476,10 +521,28 @@ impl Store {
         })
     }
 
-    /// Bytes sled uses on disk.
+    /// Bytes the store uses on disk: sled's files and the payload log.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
+        let parts = self.disk_usage()?;
+        Ok(parts.trees + parts.payloads)
     }
+
+    /// Bytes on disk by part.
+    pub fn disk_usage(&self) -> Result<DiskUsage, StoreError> {
+        Ok(DiskUsage {
+            trees: self.inner.db.size_on_disk()?,
+            payloads: self.inner.payloads.disk_bytes(),
+        })
+    }
+}
+
+/// The store's disk use by part.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskUsage {
+    /// sled's files (subscriptions, the queue, message records, attempts).
+    pub trees: u64,
+    /// The payload log's files.
+    pub payloads: u64,
 }
 
 /// What a backup did.

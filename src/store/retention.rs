@@ -4,20 +4,32 @@
 
 use super::codec::decode;
 use super::keys::{self, prefix_end};
+use super::messages::decode_message;
 use super::{Store, StoreError};
 use crate::domain::ids::{ksuid_bound, KSUID_LEN};
-use crate::domain::{AppId, Attempt, EndpointId, Message, Timestamp};
+use crate::domain::{AppId, Attempt, EndpointId, Timestamp};
 
 impl Store {
-    /// Remove every message created before `cutoff`, with its records. Returns how many went.
+    /// Remove every message created before `cutoff`, with its records, then the payload files
+    /// of the hours wholly before it (records first, so no record outlives its payload). Returns
+    /// how many messages went.
     pub fn purge_messages_before(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
-        let _gate = self.write_gate();
-        let mut removed = 0;
-        for app in self.distinct_prefixes(&self.inner.messages, b"")? {
-            let Ok(app) = AppId::from_ksuid(&app) else {
-                continue;
-            };
-            removed += self.purge_app_messages(&app, cutoff)?;
+        let removed = {
+            let _gate = self.write_gate();
+            let mut removed = 0;
+            for app in self.distinct_prefixes(&self.inner.messages, b"")? {
+                let Ok(app) = AppId::from_ksuid(&app) else {
+                    continue;
+                };
+                removed += self.purge_app_messages(&app, cutoff)?;
+            }
+            removed
+        };
+        // The removals must be on disk before the bytes they pointed at go.
+        self.sync_trees()?;
+        let (files, bytes) = self.inner.payloads.drop_before(cutoff.millis())?;
+        if files > 0 {
+            tracing::info!(files, bytes, "retention removed payload files");
         }
         Ok(removed)
     }
@@ -39,7 +51,7 @@ impl Store {
         let mut removed = 0;
         for r in i.messages.range(prefix.clone()..end) {
             let (k, v) = r?;
-            let msg: Message = decode(&v)?;
+            let (msg, _) = decode_message(&k, &v)?;
             for a in i.attempts.scan_prefix(keys::attempts_of_msg(app, &msg.id)) {
                 let (ak, av) = a?;
                 let attempt: Attempt = decode(&av)?;
@@ -143,10 +155,13 @@ mod tests {
                 })
                 .unwrap();
         }
+        let payload_files = || store.inner.payloads.list().unwrap().len();
+        assert_eq!(payload_files(), 2, "one payload file per hour of creation");
         let removed = store
             .purge_messages_before(now.plus_seconds(-90 * 86400))
             .unwrap();
         assert_eq!(removed, 1);
+        assert_eq!(payload_files(), 1, "the old hour's payload bytes are gone");
         assert!(store.get_message(&app, old.id.as_str()).unwrap().is_none());
         assert!(
             store.get_message(&app, "old").unwrap().is_none(),
@@ -173,7 +188,10 @@ mod tests {
             "only the new message's attempt is left"
         );
         assert_eq!(by_ep.items[0].msg_id, new.id);
-        assert!(store.get_message(&app, "new").unwrap().is_some());
+        assert_eq!(
+            store.get_message(&app, "new").unwrap().map(|m| m.payload),
+            Some(b"{}".to_vec())
+        );
         assert!(store.destination(&app, &ep, &new.id).unwrap().is_some());
     }
 }

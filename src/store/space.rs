@@ -53,12 +53,15 @@ pub struct StorageStatus {
     pub commit_failure: Option<String>,
     /// Only a restart of Herald clears `commit_failure`.
     pub restart_required: bool,
+    /// A write met a full file system (ENOSPC, EDQUOT) and none has succeeded since, nor has
+    /// space come back.
+    pub disk_full: bool,
 }
 
 impl StorageStatus {
     /// The store cannot accept new records now.
     pub fn degraded(&self) -> bool {
-        self.below_reserve || self.commit_failure.is_some()
+        self.below_reserve || self.commit_failure.is_some() || self.disk_full
     }
 }
 
@@ -87,6 +90,8 @@ pub struct Space {
     refused: AtomicU64,
     log: Mutex<LogState>,
     statvfs_warned: AtomicBool,
+    /// See `StorageStatus::disk_full`.
+    full: AtomicBool,
 }
 
 /// May a write of `kind` go ahead with `free` bytes left and a reserve of `min_free`?
@@ -108,6 +113,7 @@ impl Space {
             refused: AtomicU64::new(0),
             log: Mutex::new(LogState::default()),
             statvfs_warned: AtomicBool::new(false),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -184,6 +190,21 @@ impl Space {
     }
 
     /// Log once that writes go through again, if their refusal was logged.
+    /// A write met ENOSPC or EDQUOT: counted and logged as a refusal, and readiness says so
+    /// until a write succeeds or space comes back.
+    pub fn met_full_disk(&self, e: &StoreError) -> StoreError {
+        self.full.store(true, Ordering::Relaxed);
+        self.invalidate();
+        self.refuse(format!("the file system is full ({e})"))
+    }
+
+    /// A write went through: the disk is not full.
+    pub fn note_written(&self) {
+        if self.full.load(Ordering::Relaxed) {
+            self.full.store(false, Ordering::Relaxed);
+        }
+    }
+
     pub fn note_resumed(&self) {
         let mut l = self.log.lock().unwrap_or_else(|e| e.into_inner());
         if l.open {
@@ -209,6 +230,7 @@ impl Space {
             refused_writes: self.refused.load(Ordering::Relaxed),
             commit_failure: None,
             restart_required: false,
+            disk_full: self.full.load(Ordering::Relaxed),
         }
     }
 
@@ -228,6 +250,9 @@ impl Space {
     /// Blocking (file I/O).
     pub fn maintain(&self) {
         let Some(free) = self.read_now() else { return };
+        if free >= OPEN_NEEDS {
+            self.note_written();
+        }
         let present = fs::metadata(&self.ballast).map_or(0, |m| m.len());
         if present > 0 && (free < self.min_free / 2 || self.ballast_bytes == 0) {
             self.release_ballast(free);

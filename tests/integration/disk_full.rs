@@ -300,7 +300,8 @@ async fn herald_starts_on_a_full_disk_serves_reads_and_says_why_it_is_not_ready(
 }
 
 /// With the reserve turned off, a write meets the real ENOSPC: still a 507 (not a 500), and
-/// readiness says the store cannot commit. sled 0.34 refuses writes after that until reopened: a
+/// readiness says why: the disk is full (a payload append met it: nothing was written), or the
+/// store cannot commit (sled met it: sled 0.34 refuses writes after that until reopened). A
 /// restart on the same data directory brings writes back, and nothing acknowledged is lost.
 #[tokio::test]
 async fn a_write_that_meets_a_full_disk_answers_507_and_a_restart_recovers() {
@@ -335,12 +336,21 @@ async fn a_write_that_meets_a_full_disk_answers_507_and_a_restart_recovers() {
     assert_eq!(body["code"], "insufficient_storage", "{body}");
     assert_eq!(retry_after.as_deref(), Some("30"));
     let body = wait_ready(&h, 503).await;
+    let reasons = reason_codes(&body);
     assert!(
-        reason_codes(&body).contains(&"store_cannot_commit".to_string()),
+        reasons.contains(&"store_cannot_commit".to_string())
+            || reasons.contains(&"disk_full".to_string()),
         "{body}"
     );
     assert_eq!(probe(&h, "/health/live").await.0, 204);
     assert_eq!(call(&h, "GET", &format!("/app/{app}"), None).await.0, 200);
+    for id in &accepted {
+        let (status, m) = call(&h, "GET", &format!("/app/{app}/msg/{id}"), None).await;
+        assert_eq!(
+            status, 200,
+            "an accepted message reads back on a full disk: {m}"
+        );
+    }
 
     std::fs::remove_file(&filler).unwrap();
     h.kill();

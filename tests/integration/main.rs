@@ -26,3 +26,4 @@ mod slow_clients;
 mod support;
 mod tls;
 mod ui_api;
+mod upgrade;
