@@ -912,7 +912,9 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        // The variables set, and what the message must say.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
             (
                 &[("HERALD_SERVER__LISTN", "127.0.0.1:1")],
                 &["unknown setting server.listn (from HERALD_SERVER__LISTN) (did you mean server.listen?)"],

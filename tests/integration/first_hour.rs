@@ -148,7 +148,9 @@ fn check_config_refuses_what_serve_refuses() {
     let missing_pem = cwd.path().join("missing.pem");
     let pem = missing_pem.to_str().unwrap();
     let long_token = "a".repeat(40);
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // Flags, variables, and what both commands must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &[],
             &[("HERALD_ADMIN_TOKEN", "short")],
@@ -308,7 +310,9 @@ async fn listen_says_why_a_signature_is_invalid() {
         .unwrap()
         .as_secs() as i64;
     let signed = |k: &SigningKey, ts: i64| sign([k], "msg_1", ts, body.as_bytes());
-    let cases: Vec<(&str, Option<(String, String)>, &str)> = vec![
+    // Path, (webhook-timestamp, webhook-signature) if sent, and what listen must say.
+    type Headers = Option<(String, String)>;
+    let cases: Vec<(&str, Headers, &str)> = vec![
         (
             "/valid",
             Some((now.to_string(), signed(&key, now))),
