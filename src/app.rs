@@ -1,5 +1,6 @@
-//! Composition root: open the store, make sure an admin token exists, bind, serve the API until
-//! shutdown, then close the store. Tests and `main` both call [`run`].
+//! Composition root: check the configuration ([`check`], shared with `herald check-config`), bind,
+//! open the store, make sure an admin token exists, serve the API until shutdown, then close the
+//! store. Tests and `main` both call [`run`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,13 +54,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let addr = config.server.listen;
+    check(&config, admin_token.as_deref(), main_key.as_deref())?;
     // Before anything is written: files made from here on (sled's included) are private.
     crate::fsio::restrict_umask();
+    // Bind before anything is made: a first start on a port that is taken must not print an
+    // admin token (and store its hash) that no server ever accepted, or leave a key behind.
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| AppError::Bind { addr, source })?;
     tighten_data_dir(&config.server.data_dir)?;
     let tls = load_tls(&config)?;
-    if tls.is_none() && !addr.ip().is_loopback() && !config.server.insecure_http {
-        return Err(AppError::InsecureHttp(addr));
-    }
     let main_key = crate::main_key::load(&config, main_key)?;
     let opts = StoreOptions {
         cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
@@ -92,12 +99,6 @@ pub async fn run(
         body_read_timeout: std::time::Duration::from_secs_f64(config.server.body_read_timeout),
         backup_dir: config.backup_dir(),
     });
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| AppError::Bind { addr, source })?;
     let acceptor = match &tls {
         Some(cert) => {
             cert.watch();
@@ -121,6 +122,33 @@ pub async fn run(
     ticker.abort();
     disk.abort();
     store.close()?;
+    Ok(())
+}
+
+/// Every check `serve` makes before it binds or writes anything, beyond the configuration's own
+/// rules (applied when it was loaded): the one validation `herald check-config` runs too. It
+/// reads (the main key, TLS files) but makes nothing.
+pub fn check(
+    config: &Config,
+    admin_token: Option<&str>,
+    main_key: Option<&str>,
+) -> Result<(), AppError> {
+    if admin_token.is_some_and(|t| !t.is_empty() && t.len() < token::MIN_OPERATOR_TOKEN_LEN) {
+        return Err(AppError::WeakAdminToken(token::MIN_OPERATOR_TOKEN_LEN));
+    }
+    crate::main_key::check(config, main_key.map(str::to_string))?;
+    let t = &config.tls;
+    if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+        crate::tls::Reloadable::load(crate::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?;
+    }
+    let addr = config.server.listen;
+    let tls = t.cert_file.is_some() || t.self_signed;
+    if !tls && !addr.ip().is_loopback() && !config.server.insecure_http {
+        return Err(AppError::InsecureHttp(addr));
+    }
     Ok(())
 }
 
@@ -240,14 +268,12 @@ async fn sweep(store: Store, retention_days: u32) {
     }
 }
 
-/// Make sure some admin token can reach the API: the one from `HERALD_ADMIN_TOKEN`, or, on first
-/// start without it, a generated one printed once to stderr (never logged).
+/// Make sure some admin token can reach the API: the one from `HERALD_ADMIN_TOKEN` (its length
+/// checked already), or, on first start without it, a generated one printed once to stderr (never
+/// logged). Later starts say how to get a token, since the printed one cannot be shown again.
 async fn bootstrap_admin_token(store: &Store, from_env: Option<String>) -> Result<(), AppError> {
     let existing = store.tokens()?;
     if let Some(t) = from_env.filter(|t| !t.is_empty()) {
-        if t.len() < token::MIN_OPERATOR_TOKEN_LEN {
-            return Err(AppError::WeakAdminToken(token::MIN_OPERATOR_TOKEN_LEN));
-        }
         let record = token::record_for(&t, ENV_TOKEN_NAME);
         let current = existing.iter().any(|k| k.hash == record.hash);
         if !current {
@@ -263,6 +289,13 @@ async fn bootstrap_admin_token(store: &Store, from_env: Option<String>) -> Resul
         eprintln!(
             "\nHerald admin API token (shown once, store it now):\n\n    {t}\n\n\
              Use it as `Authorization: Bearer <token>`. Set HERALD_ADMIN_TOKEN to choose your own.\n"
+        );
+    } else {
+        tracing::info!(
+            tokens = existing.len(),
+            "API tokens exist (the generated admin token was printed once, at first start); \
+             to get a new one, stop Herald and run `herald token create --name NAME`, or start it \
+             with HERALD_ADMIN_TOKEN set"
         );
     }
     Ok(())

@@ -21,16 +21,19 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
-    /// Validate the merged configuration (file, HERALD_* variables, flags) and exit.
-    CheckConfig(ConfigArgs),
-    /// Print the effective merged configuration as TOML.
-    PrintConfig(ConfigArgs),
+    /// Check everything `serve` checks before starting (the configuration file, HERALD_* variables
+    /// and the flags below; HERALD_ADMIN_TOKEN, HERALD_MAIN_KEY or the main key file, TLS files),
+    /// without starting or writing anything; exit 0 when `serve` would accept it.
+    CheckConfig(SettingsArgs),
+    /// Print the effective configuration as TOML: every key, unset ones commented out.
+    PrintConfig(SettingsArgs),
     /// Manage API tokens (on a stopped server: the data directory is used by one process at a time).
     Token(TokenArgs),
     /// Probe a running Herald: exit 0 when its health endpoint answers 2xx, i.e. it is ready to take
     /// writes (for systemd, Docker); point it at /api/v1/health/live for liveness only.
     Healthcheck(HealthcheckArgs),
-    /// Run a local test receiver that prints each delivery and whether its signature verifies.
+    /// Run a local test receiver that prints each delivery and whether its signature verifies (and
+    /// if not, why).
     Listen(ListenArgs),
     /// Have the running server write a consistent copy of its store to NAME in its backup
     /// directory (store.backup_dir, on its machine).
@@ -59,7 +62,8 @@ pub struct TokenArgs {
     pub command: TokenCommand,
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Data directory [default: from the configuration, ./herald-data].
+    /// The stopped server's data directory [default: from the configuration, ./herald-data]. It
+    /// must exist (list and revoke: hold a store); none is made here.
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 }
@@ -83,8 +87,7 @@ pub enum TokenCommand {
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// Health URL [default: http://127.0.0.1:8080/api/v1/health]. That route answers 2xx while
-    /// Herald can accept writes (readiness, as /api/v1/health/ready); give
+    /// Health URL. That route answers 2xx while Herald can accept writes (readiness, as /api/v1/health/ready); give
     /// .../api/v1/health/live to check only that the process serves HTTP.
     #[arg(default_value = "http://127.0.0.1:8080/api/v1/health")]
     pub url: String,
@@ -119,6 +122,17 @@ pub struct ConfigArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The configuration file and the flags that override it, shared by `serve`, `check-config` and
+/// `print-config` so that the two see what `serve` would.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    #[command(flatten)]
     pub config: ConfigArgs,
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
@@ -138,9 +152,6 @@ pub struct ServeArgs {
     /// Serve HTTPS with a self-signed certificate made on first start (kept in the data directory).
     #[arg(long, conflicts_with = "tls_cert")]
     pub tls_self_signed: bool,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -43,14 +43,18 @@ pub struct ServerConfig {
     /// Allow plain HTTP on a non-loopback address.
     pub insecure_http: bool,
     /// Seconds that running deliveries and requests may take to finish at shutdown.
+    #[serde(serialize_with = "whole_seconds")]
     pub shutdown_grace: f64,
     /// Seconds a client may take to send a request's headers; on HTTP/1 also the longest idle
     /// wait for the next request on a kept-alive connection.
+    #[serde(serialize_with = "whole_seconds")]
     pub header_read_timeout: f64,
     /// Seconds a client may take to send a whole request body (408 beyond).
+    #[serde(serialize_with = "whole_seconds")]
     pub body_read_timeout: f64,
     /// Seconds a connection may stay open with no request in progress (before its first byte,
     /// after a TLS handshake, between requests, HTTP/2 with no open stream).
+    #[serde(serialize_with = "whole_seconds")]
     pub idle_timeout: f64,
     /// Most client connections open at once; more are closed at once. 0 derives it from the
     /// open-file limit.
@@ -122,7 +126,7 @@ pub struct LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Seconds to wait before each retry; its length is the number of retries.
-    #[serde(deserialize_with = "seconds_list")]
+    #[serde(deserialize_with = "seconds_list", serialize_with = "seconds_csv")]
     pub retry_schedule: Vec<f64>,
     /// CIDRs that deliveries may reach despite the SSRF guard.
     #[serde(deserialize_with = "string_list")]
@@ -134,8 +138,10 @@ pub struct DeliveryConfig {
     #[serde(deserialize_with = "string_list")]
     pub no_proxy: Vec<String>,
     /// Seconds before a delivery request times out (at most 30).
+    #[serde(serialize_with = "whole_seconds")]
     pub request_timeout: f64,
     /// Least seconds to wait before retrying after a timeout.
+    #[serde(serialize_with = "whole_seconds")]
     pub timeout_retry_floor: f64,
     /// Most delivery requests in flight at once, in all.
     pub max_concurrency: usize,
@@ -144,6 +150,7 @@ pub struct DeliveryConfig {
     /// When a failing endpoint answers 2xx again, bring its waiting retries forward.
     pub fast_recovery: bool,
     /// Seconds of exhausted messages with no success after which an endpoint is disabled.
+    #[serde(serialize_with = "whole_seconds")]
     pub disable_after: f64,
     /// Also send the signature headers under their `svix-` names.
     pub svix_headers: bool,
@@ -249,6 +256,8 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
+        // Where each key not from the file came from, so that an error can name it.
+        let mut origin = Origins::default();
         // Only HERALD_<SECTION>__<KEY>: single-word variables such as HERALD_ADMIN_TOKEN are not
         // config. Values are parsed as figment parses environment values ("25" is a number).
         for (k, v) in vars {
@@ -260,27 +269,35 @@ impl Config {
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
             let value: figment::value::Value = v.parse().unwrap_or_else(|never| match never {});
+            origin.insert(key.clone(), k.clone());
             fig = fig.merge((key, value));
         }
+        let mut given: Vec<(&str, &str, figment::value::Value)> = Vec::new();
         if let Some(listen) = flags.listen {
-            fig = fig.merge(("server.listen", listen));
+            given.push(("server.listen", "--listen", listen.to_string().into()));
         }
         if let Some(dir) = &flags.data_dir {
-            fig = fig.merge(("server.data_dir", dir));
+            given.push(("server.data_dir", "--data-dir", path_value(dir)));
         }
         if flags.insecure_http {
-            fig = fig.merge(("server.insecure_http", true));
+            given.push(("server.insecure_http", "--insecure-http", true.into()));
         }
         if let Some(p) = &flags.tls_cert {
-            fig = fig.merge(("tls.cert_file", p));
+            given.push(("tls.cert_file", "--tls-cert", path_value(p)));
         }
         if let Some(p) = &flags.tls_key {
-            fig = fig.merge(("tls.key_file", p));
+            given.push(("tls.key_file", "--tls-key", path_value(p)));
         }
         if flags.tls_self_signed {
-            fig = fig.merge(("tls.self_signed", true));
+            given.push(("tls.self_signed", "--tls-self-signed", true.into()));
         }
-        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        for (key, name, value) in given {
+            origin.insert(key.to_string(), name.to_string());
+            fig = fig.merge((key, value));
+        }
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe(e, &origin)))?;
         config.validate()?;
         Ok(config)
     }
@@ -481,8 +498,8 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, with the proxy's password (the one secret a value
-    /// may hold) masked.
+    /// The effective configuration as TOML (every key; unset ones commented out), with the
+    /// proxy's password (the one secret a value may hold) masked.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         if let Some(p) = shown.delivery.proxy.as_mut() {
@@ -492,16 +509,180 @@ impl Config {
                 }
             }
         }
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+        let mut out = String::from(
+            "# Herald's effective configuration (defaults < --config file < HERALD_<SECTION>__<KEY>\n\
+             # variables < flags). Also read from the environment, never printed: HERALD_ADMIN_TOKEN\n\
+             # (admin API token), HERALD_MAIN_KEY (main key), HERALD_LOG (log filter), and for\n\
+             # `herald backup` HERALD_TOKEN (an API token; else HERALD_ADMIN_TOKEN).\n\n",
+        );
+        render_section(&mut out, "server", &shown.server);
+        render_section(&mut out, "tls", &shown.tls);
+        render_section(&mut out, "store", &shown.store);
+        render_section(&mut out, "limits", &shown.limits);
+        render_section(&mut out, "delivery", &shown.delivery);
+        out
     }
 }
 
-/// figment's message names the key and where its value came from; keep all of it.
-fn describe(e: figment::Error) -> String {
+/// Which variable or flag set a key (`server.listen` -> `HERALD_SERVER__LISTEN`).
+type Origins = std::collections::HashMap<String, String>;
+
+fn path_value(p: &Path) -> figment::value::Value {
+    p.to_string_lossy().into_owned().into()
+}
+
+/// figment's errors in an operator's words: the key as written in herald.toml, where its value
+/// came from, and the form expected; never a Rust type name.
+fn describe(e: figment::Error, origin: &Origins) -> String {
     e.into_iter()
-        .map(|e| e.to_string())
+        .map(|e| describe_one(&e, origin))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+fn describe_one(e: &figment::Error, origin: &Origins) -> String {
+    use figment::error::Kind;
+    let mut path = e.path.clone();
+    if let Kind::UnknownField(field, _) = &e.kind {
+        if path.last() != Some(field) {
+            path.push(field.clone());
+        }
+    }
+    let key = path.join(".");
+    // An unknown section is reported by its name alone; the variable named a key within it.
+    let set_by = origin.get(&key).or_else(|| {
+        let within = format!("{key}.");
+        origin
+            .iter()
+            .find(|(k, _)| k.starts_with(&within))
+            .map(|(_, v)| v)
+    });
+    let from = match (set_by, e.metadata.as_ref().and_then(|m| m.source.as_ref())) {
+        (Some(var), _) => format!(" (from {var})"),
+        (None, Some(figment::Source::File(f))) => format!(" in {}", f.display()),
+        _ => String::new(),
+    };
+    match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            let section = &path[..path.len() - 1];
+            let known = |name: &str| {
+                section
+                    .iter()
+                    .map(String::as_str)
+                    .chain([name])
+                    .collect::<Vec<_>>()
+                    .join(".")
+            };
+            let hint = expected
+                .iter()
+                .map(|c| (strsim::jaro_winkler(field, c), *c))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, c)| format!(" (did you mean {}?)", known(c)))
+                .unwrap_or_else(|| {
+                    let all: Vec<String> = expected.iter().map(|c| known(c)).collect();
+                    format!(" (known settings here: {})", all.join(", "))
+                });
+            format!("unknown setting {key}{from}{hint}")
+        }
+        kind => {
+            if key.is_empty() {
+                return format!("{kind}{from}");
+            }
+            let found = match kind {
+                Kind::InvalidType(actual, _) | Kind::InvalidValue(actual, _) => {
+                    Some(format!("found {actual}"))
+                }
+                // An untagged list that matched no form says nothing the expected form does not.
+                Kind::Message(m) if !m.contains("untagged enum") => Some(m.clone()),
+                _ => None,
+            };
+            let wanted = expected_form(&key).map(String::from).or(match kind {
+                Kind::InvalidType(_, exp) | Kind::InvalidValue(_, exp) => Some(in_words(exp)),
+                _ => None,
+            });
+            match (found, wanted) {
+                (Some(f), Some(w)) => format!("invalid {key}{from}: {f}; expected {w}"),
+                (None, Some(w)) => format!("invalid {key}{from}: expected {w}"),
+                (Some(f), None) => format!("invalid {key}{from}: {f}"),
+                (None, None) => format!("invalid {key}{from}: {kind}"),
+            }
+        }
+    }
+}
+
+/// The form of the keys whose values are more than a number or a word.
+fn expected_form(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "delivery.retry_schedule" => {
+            "seconds before each retry, comma-separated such as 5,300,1800 (or a TOML array [5, 300, 1800])"
+        }
+        "delivery.allowed_cidrs" => "CIDRs, comma-separated such as 127.0.0.0/8,::1/128",
+        "delivery.no_proxy" => "hosts, domains, IP addresses or CIDRs, comma-separated",
+        "tls.hostnames" => "host names, a TOML array such as [\"localhost\", \"herald.example.com\"]",
+        "server.listen" => "an address and port such as 127.0.0.1:8080",
+        _ => return None,
+    })
+}
+
+/// serde's names for what it expected, as an operator would say them.
+fn in_words(expected: &str) -> String {
+    match expected {
+        "f64" | "f32" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        e if e.starts_with('u') && e[1..].chars().all(|c| c.is_ascii_digit()) => {
+            "a whole number (0 or more)".into()
+        }
+        e if e.starts_with("usize") => "a whole number (0 or more)".into(),
+        e if e.starts_with('i') && e[1..].chars().all(|c| c.is_ascii_digit()) => {
+            "a whole number".into()
+        }
+        e => e.to_string(),
+    }
+}
+
+/// Durations are seconds: whole ones print as integers (`30`, not `30.0`), as the README shows.
+fn whole_seconds<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+/// The retry schedule in the README's form, `5,300,1800`.
+fn seconds_csv<S: serde::Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+    let text = v
+        .iter()
+        .map(|x| {
+            if x.fract() == 0.0 && x.abs() < 9.0e15 {
+                format!("{}", *x as i64)
+            } else {
+                format!("{x}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    s.serialize_str(&text)
+}
+
+/// One `[section]` of `print-config`: its set keys, then its unset ones commented out so that
+/// every key can be found.
+fn render_section<T: Serialize>(out: &mut String, name: &str, section: &T) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "[{name}]");
+    match toml::to_string_pretty(section) {
+        Ok(text) => out.push_str(&text),
+        Err(e) => {
+            let _ = writeln!(out, "# cannot render: {e}");
+        }
+    }
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(section) {
+        for (key, _) in fields.iter().filter(|(_, v)| v.is_null()) {
+            let _ = writeln!(out, "# {key} =    (unset)");
+        }
+    }
+    out.push('\n');
 }
 
 /// A list given as a TOML array or as one comma-separated string (the form env variables take).
@@ -722,6 +903,98 @@ mod tests {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/herald.toml");
         let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
         assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn errors_are_in_words_with_their_source_and_the_expected_form() {
+        let err = |vars: &[(&str, &str)]| {
+            Config::load(None, env(vars), &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        // The variables set, and what the message must say.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                &[("HERALD_SERVER__LISTN", "127.0.0.1:1")],
+                &["unknown setting server.listn (from HERALD_SERVER__LISTN) (did you mean server.listen?)"],
+            ),
+            (
+                &[("HERALD_SERVR__LISTEN", "127.0.0.1:1")],
+                &["unknown setting servr (from HERALD_SERVR__LISTEN)", "did you mean server?"],
+            ),
+            (
+                &[("HERALD_DELIVERY__RETRY_SCHEDULE", "5m,300")],
+                &["invalid delivery.retry_schedule (from HERALD_DELIVERY__RETRY_SCHEDULE)", "\"5m\"", "5,300,1800"],
+            ),
+            (
+                &[("HERALD_DELIVERY__RETRY_SCHEDULE", "true")],
+                &["invalid delivery.retry_schedule", "5,300,1800"],
+            ),
+            (
+                &[("HERALD_DELIVERY__REQUEST_TIMEOUT", "soon")],
+                &["invalid delivery.request_timeout (from HERALD_DELIVERY__REQUEST_TIMEOUT): found string \"soon\"; expected a number"],
+            ),
+            (
+                &[("HERALD_SERVER__LISTEN", "nowhere")],
+                &["invalid server.listen (from HERALD_SERVER__LISTEN)", "such as 127.0.0.1:8080"],
+            ),
+            (&[("HERALD_TLS__HSTS", "yes")], &["invalid tls.hsts", "a whole number"]),
+        ];
+        for (vars, wanted) in cases {
+            let e = err(vars);
+            for w in *wanted {
+                assert!(e.contains(w), "{vars:?}: {e}");
+            }
+            for internal in [
+                "alloc::", "figment", "Value", "untagged", "u64", "f64", "global.",
+            ] {
+                assert!(!e.contains(internal), "{vars:?}: {e}");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "[server]\nlistn = \"127.0.0.1:1\"\n").unwrap();
+        let e = Config::load(Some(&file), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        let wanted = format!(
+            "unknown setting server.listn in {} (did you mean server.listen?)",
+            file.display()
+        );
+        assert!(e.contains(&wanted), "{e}");
+    }
+
+    #[test]
+    fn print_config_shows_every_key_in_the_readme_forms_and_loads_back() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        let text = c.to_toml();
+        for line in [
+            "shutdown_grace = 30\n",
+            "disable_after = 432000\n",
+            "retry_schedule = \"5,300,1800,7200,18000,36000,36000\"\n",
+            "# cert_file =",
+            "# key_file =",
+            "# main_key_file =",
+            "# backup_dir =",
+            "# proxy =",
+            "HERALD_TOKEN",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        assert!(!text.contains(".0\n"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("printed.toml");
+        std::fs::write(&file, &text).unwrap();
+        let again = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(again, c);
+        let c = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY__RETRY_SCHEDULE", "0.5,2")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.to_toml().contains("retry_schedule = \"0.5,2\"\n"));
     }
 
     #[test]

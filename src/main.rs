@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use herald::cli::{Cli, Command, ConfigArgs, LogFormat, TokenCommand};
+use herald::cli::{Cli, Command, ConfigArgs, LogFormat, SettingsArgs, TokenCommand};
 use herald::config::{Config, Overrides};
 use herald::ops;
 
@@ -17,15 +17,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format);
-            let overrides = Overrides {
-                listen: args.listen,
-                data_dir: args.data_dir.clone(),
-                insecure_http: args.insecure_http,
-                tls_cert: args.tls_cert.clone(),
-                tls_key: args.tls_key.clone(),
-                tls_self_signed: args.tls_self_signed,
-            };
-            let config = load(&args.config, &overrides)?;
+            let config = load_settings(&args.settings)?;
             let admin_token = std::env::var("HERALD_ADMIN_TOKEN").ok();
             let main_key = std::env::var("HERALD_MAIN_KEY").ok();
             runtime()?.block_on(herald::app::run(
@@ -37,12 +29,17 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig(args) => {
-            load(&args, &Overrides::default())?;
+            let config = load_settings(&args)?;
+            herald::app::check(
+                &config,
+                std::env::var("HERALD_ADMIN_TOKEN").ok().as_deref(),
+                std::env::var("HERALD_MAIN_KEY").ok().as_deref(),
+            )?;
             println!("configuration is valid");
             Ok(())
         }
         Command::PrintConfig(args) => {
-            print!("{}", load(&args, &Overrides::default())?.to_toml());
+            print!("{}", load_settings(&args)?.to_toml());
             Ok(())
         }
         Command::Token(args) => {
@@ -51,8 +48,11 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             let config = load(&args.config, &overrides)?;
+            let dir = config.server.data_dir.clone();
+            // Before the main key, which would otherwise be made in a directory that may be wrong.
+            let creates = matches!(args.command, TokenCommand::Create { .. });
+            ops::require_data_dir(&dir, creates)?;
             let key = herald::main_key::load(&config, std::env::var("HERALD_MAIN_KEY").ok())?;
-            let dir = config.server.data_dir;
             let rt = runtime()?;
             match args.command {
                 TokenCommand::Create { name } => {
@@ -134,6 +134,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// The configuration as `serve` would see it with these flags.
+fn load_settings(args: &SettingsArgs) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        insecure_http: args.insecure_http,
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        tls_self_signed: args.tls_self_signed,
+    };
+    load(&args.config, &overrides)
 }
 
 fn load(args: &ConfigArgs, overrides: &Overrides) -> anyhow::Result<Config> {

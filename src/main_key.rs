@@ -36,21 +36,36 @@ pub fn key_file(config: &Config) -> PathBuf {
         .unwrap_or_else(|| config.server.data_dir.join("main.key"))
 }
 
-/// The main key for `config`, given `HERALD_MAIN_KEY`'s value.
+/// The main key for `config`, given `HERALD_MAIN_KEY`'s value; made on first start.
 pub fn load(config: &Config, from_env: Option<String>) -> Result<[u8; 32], MainKeyError> {
+    match existing(config, from_env)? {
+        Some(key) => Ok(key),
+        None => generate(&key_file(config)),
+    }
+}
+
+/// Whether [`load`] would succeed, without making a key (for `herald check-config`).
+pub fn check(config: &Config, from_env: Option<String>) -> Result<(), MainKeyError> {
+    existing(config, from_env).map(|_| ())
+}
+
+/// The key given or kept, or `None` when a new one may be made.
+fn existing(config: &Config, from_env: Option<String>) -> Result<Option<[u8; 32]>, MainKeyError> {
     if let Some(v) = from_env.filter(|v| !v.trim().is_empty()) {
-        return decode(v.trim()).ok_or(MainKeyError::BadEnv);
+        return decode(v.trim()).map(Some).ok_or(MainKeyError::BadEnv);
     }
     let path = key_file(config);
     match std::fs::read_to_string(&path) {
-        Ok(text) => decode(text.trim()).ok_or(MainKeyError::BadFile(path)),
+        Ok(text) => decode(text.trim())
+            .map(Some)
+            .ok_or(MainKeyError::BadFile(path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // A store exists only after a key was made or given: a new key could not open it.
             let store = config.server.data_dir.join(crate::store::FORMAT_DIR);
             if store.exists() {
                 return Err(MainKeyError::Missing { path, store });
             }
-            generate(&path)
+            Ok(None)
         }
         Err(source) => Err(MainKeyError::Io { path, source }),
     }

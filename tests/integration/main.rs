@@ -14,6 +14,7 @@ mod endpoints;
 mod errors;
 mod event_types;
 mod files;
+mod first_hour;
 mod headers;
 mod idempotency;
 mod isolation;
