@@ -125,6 +125,14 @@ pub async fn run(
     Ok(())
 }
 
+/// `herald check`: verify (and with `repair`, fix) the stopped store in `data_dir`.
+pub fn check_store(
+    data_dir: &std::path::Path,
+    repair: bool,
+) -> Result<crate::store::CheckReport, AppError> {
+    Ok(crate::store::check(data_dir, repair)?)
+}
+
 /// Every check `serve` makes before it binds or writes anything, beyond the configuration's own
 /// rules (applied when it was loaded): the one validation `herald check-config` runs too. It
 /// reads (the main key, TLS files) but makes nothing.

@@ -38,6 +38,20 @@ pub enum Command {
     /// Have the running server write a consistent copy of its store to NAME in its backup
     /// directory (store.backup_dir, on its machine).
     Backup(BackupArgs),
+    /// Verify a stopped store offline: every payload's checksum, each message record against its
+    /// payload, each queued task against its message, and payloads nothing points at. Exit 0 when
+    /// consistent, 1 when problems remain.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The stopped server's data directory (the one holding `store-v1`).
+    pub data_dir: PathBuf,
+    /// Fix what was found: cut torn tails, remove messages whose payload is lost and queued tasks
+    /// without a message, and release unreferenced payloads.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Debug, Args)]

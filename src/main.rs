@@ -28,6 +28,14 @@ fn main() -> anyhow::Result<()> {
             ))?;
             Ok(())
         }
+        Command::Check(args) => {
+            let report = herald::app::check_store(&args.data_dir, args.repair)?;
+            print!("{}", report.render());
+            if !report.is_clean() && report.repaired.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::CheckConfig(args) => {
             let config = load_settings(&args)?;
             herald::app::check(

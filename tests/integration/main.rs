@@ -2,6 +2,7 @@
 //! temporary data directory) through the official `svix` SDK or plain HTTP.
 
 mod apps;
+mod check;
 mod backup_load;
 mod cli;
 mod connections;
