@@ -142,7 +142,7 @@ async fn try_inner(
             HealthEvent::Other
         },
     };
-    let health = store.finish_try(&record)?;
+    let health = store.finish_try(&record).await?;
 
     if gone {
         disable(shared, ep_ref, "the endpoint answered 410 Gone".to_string()).await?;

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::codec::decode;
+use super::delivery::{decode_attempt_record, encode_attempt_inline};
 use super::messages::decode_message;
 use super::payloads::{self, PayloadRef};
 use super::{keys, StoreError, FORMAT_DIR};
@@ -204,6 +205,32 @@ pub fn check(data_dir: &Path, repair: bool) -> Result<CheckReport, StoreError> {
     }
     let lost_keys: HashSet<Vec<u8>> = lost.iter().map(|(k, _)| k.clone()).collect();
 
+    // Long response bodies of attempts are in the payload log too. One that is damaged or
+    // missing shows as unavailable; the attempt itself stays.
+    let attempts = db.open_tree(keys::TREE_ATTEMPTS)?;
+    let mut bodies_lost = Vec::new();
+    for r in attempts.iter() {
+        let (k, v) = r?;
+        let Ok((a, Some(at))) = decode_attempt_record(&v) else {
+            continue;
+        };
+        let key = keys::attempt_body(&a.app_id, &a.id);
+        match good.get(&(at.segment, at.offset)) {
+            Some((k, l)) if k.as_slice() == key.as_slice() && *l == at.len => {
+                referenced.insert((at.segment, at.offset));
+            }
+            _ => {
+                report.problem(format!(
+                    "attempt {}: its response body at {}:{} is damaged or missing",
+                    a.id,
+                    payloads::name_of(at.segment),
+                    at.offset
+                ));
+                bodies_lost.push((k, a));
+            }
+        }
+    }
+
     // Queue entries against their messages.
     let queue = db.open_tree(keys::TREE_QUEUE)?;
     let mut orphan_tasks = Vec::new();
@@ -262,6 +289,15 @@ pub fn check(data_dir: &Path, repair: bool) -> Result<CheckReport, StoreError> {
             "removed {} messages whose payload is lost",
             lost.len()
         ));
+    }
+    if !bodies_lost.is_empty() {
+        for (k, mut a) in std::mem::take(&mut bodies_lost) {
+            a.response = "[response body lost; removed by herald check --repair]".into();
+            attempts.insert(k, encode_attempt_inline(&a)?)?;
+            report
+                .repaired
+                .push(format!("marked the response body of attempt {} lost", a.id));
+        }
     }
     if !orphan_tasks.is_empty() {
         for k in &orphan_tasks {

@@ -9,14 +9,42 @@ use std::collections::HashSet;
 
 use sled::Transactional;
 
-use super::codec::{decode, encode};
+use super::codec::{decode, decode_as, encode, encode_as};
 use super::keys::{self, prefix_end};
-use super::page::{scan, scan_within, Budget, Page, PageQuery};
+use super::page::{scan_within, Budget, Page, PageQuery};
+use super::payloads::PayloadRef;
 use super::{Store, StoreError};
 use crate::domain::{
     AppId, Attempt, AttemptId, DeliveryStatus, Destination, EndpointHealth, EndpointId,
     EndpointRef, HealthEvent, Message, MessageId, Task, Timestamp, Trigger,
 };
+
+/// Response bodies longer than this go to the payload log; shorter ones stay in the attempt's
+/// record. sled writes a node over a quarter of its segment (16 records of 8 KiB or more) to a
+/// blob file it never fsyncs, which a power cut can turn into a store that does not open: sled's
+/// records stay small.
+pub(super) const INLINE_RESPONSE: usize = 1024;
+/// An attempt record with its response inline (the only format before the payload log).
+const ATTEMPT_V1: u8 = 1;
+/// An attempt record with the place of its response body in the payload log, if it is there.
+const ATTEMPT_V2: u8 = 2;
+
+/// An attempt as stored: with its response emptied when the body is in the payload log at the
+/// reference beside it.
+type StoredAttempt = (Attempt, Option<PayloadRef>);
+
+/// The attempt and where its response body is, if in the payload log.
+pub(super) fn decode_attempt_record(v: &[u8]) -> Result<StoredAttempt, StoreError> {
+    match v.first() {
+        Some(&ATTEMPT_V1) => Ok((decode_as(ATTEMPT_V1, v)?, None)),
+        _ => decode_as(ATTEMPT_V2, v),
+    }
+}
+
+/// An attempt's record with `response` inline in place of a body that is lost (`herald check`).
+pub(super) fn encode_attempt_inline(a: &Attempt) -> Result<Vec<u8>, StoreError> {
+    encode_as(ATTEMPT_V2, &(a, None::<PayloadRef>))
+}
 
 /// A task as it sits in the queue.
 #[derive(Debug, Clone)]
@@ -126,13 +154,49 @@ impl Store {
     /// Record a finished try in one transaction: the attempt (and its index entry), the
     /// destination's state, the task removed or moved to its retry time, and the endpoint's health
     /// clock. Returns the clock as it stands after. Not awaited (see the module note).
-    pub fn finish_try(&self, rec: &TryRecord) -> Result<EndpointHealth, StoreError> {
+    pub async fn finish_try(&self, rec: &TryRecord) -> Result<EndpointHealth, StoreError> {
         self.ensure_space(super::WriteKind::Progress)?;
+        let a = &rec.attempt;
+        // A long response body goes to the payload log first, durable before the record that
+        // points at it (as a message's payload).
+        let body_at = if a.response.len() > INLINE_RESPONSE {
+            let key = keys::attempt_body(&a.app_id, &a.id);
+            let at =
+                match self
+                    .inner
+                    .payloads
+                    .append(&key, a.created_at.millis(), a.response.as_bytes())
+                {
+                    Ok(at) => at,
+                    Err(e) if e.is_no_space() => return Err(self.inner.space.met_full_disk(&e)),
+                    Err(e) => return Err(e),
+                };
+            self.payloads_durable().await?;
+            Some(at)
+        } else {
+            None
+        };
+        self.record_try(rec, body_at)
+    }
+
+    /// The sync part of `finish_try`: the one transaction.
+    fn record_try(
+        &self,
+        rec: &TryRecord,
+        body_at: Option<PayloadRef>,
+    ) -> Result<EndpointHealth, StoreError> {
         let _gate = self.write_gate();
         let i = &self.inner;
         let a = &rec.attempt;
         let attempt_key = keys::attempt(&a.app_id, &a.msg_id, &a.id);
-        let attempt_value = encode(a)?;
+        let attempt_value = match body_at {
+            Some(at) => {
+                let mut short = a.clone();
+                short.response = String::new();
+                encode_as(ATTEMPT_V2, &(short, Some(at)))?
+            }
+            None => encode_as(ATTEMPT_V2, &(a, None::<PayloadRef>))?,
+        };
         let by_ep_key = keys::attempt_by_ep(&a.app_id, &a.endpoint_id, &a.id);
         let by_ep_value = encode(&a.msg_id)?;
         let dest_key = keys::destination(&a.app_id, &a.endpoint_id, &a.msg_id);
@@ -498,9 +562,23 @@ impl Store {
         id: &AttemptId,
     ) -> Result<Option<Attempt>, StoreError> {
         match self.inner.attempts.get(keys::attempt(app, msg, id))? {
-            Some(v) => Ok(Some(decode(&v)?)),
+            Some(v) => self.open_attempt(&v).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A stored attempt with its response body, read back from the payload log if it is there. A
+    /// body that cannot be read is shown as such rather than failing the whole list.
+    fn open_attempt(&self, v: &[u8]) -> Result<Attempt, StoreError> {
+        let (mut a, at) = decode_attempt_record(v)?;
+        if let Some(at) = at {
+            let key = keys::attempt_body(&a.app_id, &a.id);
+            a.response = match self.inner.payloads.read(&at, &key) {
+                Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+                Err(e) => format!("[response body unavailable: {e}]"),
+            };
+        }
+        Ok(a)
     }
 
     pub fn list_attempts_by_msg(
@@ -510,11 +588,14 @@ impl Store {
         q: &PageQuery,
         keep: impl Fn(&Attempt) -> bool,
     ) -> Result<Page<Attempt>, StoreError> {
-        scan(
+        scan_within(
             &self.inner.attempts,
             &keys::attempts_of_msg(app, msg),
             q,
+            &Budget::default(),
+            |_, v| self.open_attempt(v).map(Some),
             keep,
+            |_| 0,
         )
     }
 
@@ -574,7 +655,7 @@ pub(super) mod tests {
     use std::cell::Cell;
 
     use crate::domain::*;
-    use crate::store::{Store, StoreOptions, TryRecord};
+    use crate::store::{keys, Store, StoreOptions, TryRecord};
 
     thread_local! {
         /// Makes the next `finish_try` on this thread stop between its writes, as a crash would.
@@ -639,8 +720,88 @@ pub(super) mod tests {
                 fanned_out_here: true,
                 health,
             })
+            .await
             .unwrap();
         (m.id, clock)
+    }
+
+    /// A long response body lives in the payload log, so sled's record stays small; it reads
+    /// back whole, a damaged one shows as unavailable (the attempt stays), and `herald check`
+    /// finds it and, repairing, marks it lost.
+    #[tokio::test]
+    async fn long_response_bodies_go_to_the_payload_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, ep) = (AppId::generate(), EndpointId::generate());
+        let body = "<html>".to_string() + &"bad gateway ".repeat(400) + "</html>";
+        let (msg, attempt_id) = {
+            let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+            let m = message(&app, std::slice::from_ref(&ep));
+            store.create_message(&m, None).await.unwrap();
+            let qt = store
+                .due_tasks(&app, &ep, i64::MAX, 1, &Default::default())
+                .unwrap()
+                .pop()
+                .unwrap();
+            let mut a = attempt(&app, &m.id, &ep, DeliveryStatus::Fail);
+            a.response = body.clone();
+            let id = a.id.clone();
+            store
+                .finish_try(&TryRecord {
+                    task_key: qt.key,
+                    attempt: a,
+                    retry: None,
+                    fanned_out_here: true,
+                    health: HealthEvent::Other,
+                })
+                .await
+                .unwrap();
+            let raw = store
+                .inner
+                .attempts
+                .get(keys::attempt(&app, &m.id, &id))
+                .unwrap()
+                .unwrap();
+            assert!(raw.len() < 300, "the record holds {} bytes", raw.len());
+            let got = store.get_attempt(&app, &m.id, &id).unwrap().unwrap();
+            assert_eq!(got.response, body);
+            store.close().unwrap();
+            (m.id, id)
+        };
+        assert!(crate::store::check(dir.path(), false).unwrap().is_clean());
+
+        // Damage the body in its file.
+        let files = crate::store::payloads::list_dir(
+            &dir.path().join(crate::store::FORMAT_DIR).join("payloads"),
+        )
+        .unwrap();
+        let path = &files[0].2;
+        let bytes = std::fs::read(path).unwrap();
+        let at = bytes.windows(11).position(|w| w == b"bad gateway").unwrap();
+        std::os::unix::fs::FileExt::write_all_at(
+            &std::fs::OpenOptions::new().write(true).open(path).unwrap(),
+            b"B",
+            at as u64,
+        )
+        .unwrap();
+        let found = crate::store::check(dir.path(), false).unwrap();
+        assert!(
+            found.render().contains("response body"),
+            "{}",
+            found.render()
+        );
+        {
+            let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+            let got = store.get_attempt(&app, &msg, &attempt_id).unwrap().unwrap();
+            assert!(
+                got.response.starts_with("[response body unavailable"),
+                "{}",
+                got.response
+            );
+            store.close().unwrap();
+        }
+        crate::store::check(dir.path(), true).unwrap();
+        let after = crate::store::check(dir.path(), false).unwrap();
+        assert!(after.is_clean(), "{}", after.render());
     }
 
     /// A crash between the writes of a try (here: after the retry is written, before the old task
@@ -672,7 +833,7 @@ pub(super) mod tests {
             health: HealthEvent::Other,
         };
         CRASH_MID_TRY.with(|c| c.set(true));
-        assert!(store.finish_try(&rec).is_err());
+        assert!(store.finish_try(&rec).await.is_err());
         CRASH_MID_TRY.with(|c| c.set(false));
         let left = all(&store);
         assert_eq!(left.len(), 1, "one chain: the original task, untouched");
@@ -692,7 +853,7 @@ pub(super) mod tests {
             .is_empty());
 
         // The try runs again and is recorded whole: one task, at its retry time.
-        store.finish_try(&rec).unwrap();
+        store.finish_try(&rec).await.unwrap();
         let left = all(&store);
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].task.tries, 1);
@@ -756,6 +917,7 @@ pub(super) mod tests {
                 fanned_out_here: true,
                 health: HealthEvent::Other,
             })
+            .await
             .unwrap();
         store.drop_task(&tasks[1].key).unwrap();
         assert_eq!(
@@ -869,6 +1031,7 @@ pub(super) mod tests {
                     fanned_out_here: true,
                     health: HealthEvent::Other,
                 })
+                .await
                 .unwrap();
             let expected = if status == DeliveryStatus::Success {
                 DeliveryStatus::Pending

@@ -133,6 +133,11 @@ pub fn destination_msg(key: &[u8]) -> Option<MessageId> {
     MessageId::from_ksuid(std::str::from_utf8(key.get(ENDPOINT_KEY_LEN..)?).ok()?).ok()
 }
 
+/// The payload log's key of an attempt's response body (a message's payload is `message`).
+pub fn attempt_body(app: &AppId, attempt: &AttemptId) -> Vec<u8> {
+    cat(&[app.ksuid().as_bytes(), attempt.ksuid().as_bytes()])
+}
+
 pub fn attempt(app: &AppId, msg: &MessageId, attempt: &AttemptId) -> Vec<u8> {
     cat(&[
         app.ksuid().as_bytes(),

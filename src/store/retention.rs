@@ -2,12 +2,12 @@
 //! them (eventId index, destinations, attempts and their endpoint index). Message ids are
 //! time-ordered, so each application's old messages are one key range.
 
-use super::codec::decode;
+use super::delivery::decode_attempt_record;
 use super::keys::{self, prefix_end};
 use super::messages::decode_message;
 use super::{Store, StoreError};
 use crate::domain::ids::{ksuid_bound, KSUID_LEN};
-use crate::domain::{AppId, Attempt, EndpointId, Timestamp};
+use crate::domain::{AppId, EndpointId, Timestamp};
 
 impl Store {
     /// Remove every message created before `cutoff`, with its records, then the payload files
@@ -54,7 +54,7 @@ impl Store {
             let (msg, _) = decode_message(&k, &v)?;
             for a in i.attempts.scan_prefix(keys::attempts_of_msg(app, &msg.id)) {
                 let (ak, av) = a?;
-                let attempt: Attempt = decode(&av)?;
+                let (attempt, _) = decode_attempt_record(&av)?;
                 i.attempts_by_ep.remove(keys::attempt_by_ep(
                     app,
                     &attempt.endpoint_id,
@@ -153,6 +153,7 @@ mod tests {
                     fanned_out_here: true,
                     health: HealthEvent::Success,
                 })
+                .await
                 .unwrap();
         }
         let payload_files = || store.inner.payloads.list().unwrap().len();

@@ -60,7 +60,11 @@ async fn check_reports_a_flipped_byte_and_a_torn_tail_and_repair_fixes_them() {
     h.terminate();
     let ok = check(&data, false);
     assert!(ok.status.success(), "{}", text(&ok));
-    assert!(text(&ok).contains("the store is consistent"), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("the store is consistent"),
+        "{}",
+        text(&ok)
+    );
 
     // Flip a byte inside message 1's payload, and leave half a record at the end.
     let path = payload_file(&data);

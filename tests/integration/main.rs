@@ -2,8 +2,8 @@
 //! temporary data directory) through the official `svix` SDK or plain HTTP.
 
 mod apps;
-mod check;
 mod backup_load;
+mod check;
 mod cli;
 mod connections;
 mod crash;
