@@ -112,6 +112,11 @@ pub struct StoreGauges {
     pub oldest_due_age_seconds: f64,
     pub disabled_endpoints: u64,
     pub store_bytes: u64,
+    /// Bytes on disk of sled's files and of the payload log.
+    pub store_tree_bytes: u64,
+    pub store_payload_bytes: u64,
+    /// Bytes this process had the block layer write (`/proc/self/io` `write_bytes`), if known.
+    pub write_bytes: Option<u64>,
     pub storage: StorageGauges,
 }
 
@@ -281,6 +286,23 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let name = "herald_store_disk_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Bytes the store uses on disk, by part: sled's trees (subscriptions, \
+             queue, message records, attempts) and the payload log.\n# TYPE {name} gauge\n\
+             {name}{{part=\"trees\"}} {}\n{name}{{part=\"payloads\"}} {}",
+            g.store_tree_bytes, g.store_payload_bytes
+        );
+        if let Some(w) = g.write_bytes {
+            let name = "herald_store_write_bytes_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Bytes Herald had written to the block device since start \
+                 (/proc/self/io write_bytes; the store is its only writer of note).\n\
+                 # TYPE {name} counter\n{name} {w}"
+            );
+        }
         render_storage(&mut out, &g.storage);
         self.render_connections(&mut out);
         out
@@ -315,6 +337,14 @@ impl Metrics {
 }
 
 /// The disk figures, in the exposition text.
+/// `write_bytes` of `/proc/self/io`: what this process had the block layer write (Linux only).
+pub fn process_write_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn render_storage(out: &mut String, s: &StorageGauges) {
     let name = "herald_storage_full_rejections_total";
     let _ = writeln!(
@@ -361,8 +391,16 @@ mod tests {
         m.attempt(Outcome::HttpError, Duration::from_millis(70));
         let text = m.render(&StoreGauges {
             queue_depth: 7,
+            store_tree_bytes: 5,
+            store_payload_bytes: 9,
+            write_bytes: Some(4096),
             ..Default::default()
         });
+        assert!(text.contains("herald_store_disk_bytes{part=\"trees\"} 5\n"));
+        assert!(text.contains("herald_store_disk_bytes{part=\"payloads\"} 9\n"));
+        assert!(text.contains(
+            "# TYPE herald_store_write_bytes_total counter\nherald_store_write_bytes_total 4096\n"
+        ));
         assert!(text.contains("herald_messages_accepted_total 2\n"));
         assert!(text.contains("herald_deliveries_total{outcome=\"success\"} 1\n"));
         assert!(text.contains("herald_deliveries_total{outcome=\"timeout\"} 1\n"));

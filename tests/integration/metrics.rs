@@ -76,6 +76,14 @@ async fn counters_move_with_deliveries_and_need_a_token() {
     );
     assert!(value(&text, "herald_attempt_duration_seconds_count") >= 12.0);
     assert!(value(&text, "herald_store_bytes") > 0.0);
+    // The parts add up, and the accepted payloads are in the payload log.
+    let (trees, payloads) = (
+        value(&text, "herald_store_disk_bytes{part=\"trees\"}"),
+        value(&text, "herald_store_disk_bytes{part=\"payloads\"}"),
+    );
+    assert!(trees > 0.0 && payloads > 0.0, "{text}");
+    assert_eq!(trees + payloads, value(&text, "herald_store_bytes"));
+    assert!(value(&text, "herald_store_write_bytes_total") > 0.0);
     assert!(text.contains("# TYPE herald_attempt_duration_seconds histogram"));
     assert!(text.contains("herald_queue_depth "));
 

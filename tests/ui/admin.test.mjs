@@ -160,6 +160,8 @@ test('an operator sets up an endpoint, watches a failure and resends it', async 
   // The dashboard counts what happened.
   await page.getByRole('link', { name: 'Dashboard' }).click();
   await page.getByTestId('stat-delivered').getByText('2').waitFor();
+  // Disk use, with the payload log and sled's records apart.
+  await page.getByTestId('stat-store').getByText(/payloads \d.* records and queue \d/).waitFor();
   await screenshot(page, 'dashboard');
 
   // Sign out forgets the token.

@@ -79,7 +79,10 @@ function build(s) {
       stat('queue', 'Queue depth', String(s.queueDepth ?? 0), 'deliveries due or waiting'),
       stat('overdue', 'Oldest overdue', formatSeconds(s.oldestDueAgeSeconds ?? 0)),
       stat('disabled', 'Disabled endpoints', String(s.disabledEndpoints ?? 0)),
-      stat('store', 'Store size', formatBytes(s.storeBytes)),
+      stat('store', 'Disk used by the store', formatBytes(s.storeBytes),
+        s.storeBytesByPart
+          ? `payloads ${formatBytes(s.storeBytesByPart.payloads)}, records and queue ${formatBytes(s.storeBytesByPart.trees)}`
+          : undefined),
       stat('uptime', 'Uptime', uptime(s.uptimeSeconds))),
   ];
 }
