@@ -1,9 +1,11 @@
 //! The store: the only module that knows sled. It owns the trees (layouts in `keys`), the
 //! payload log beside them (`payloads`), the value codec, pagination, the group commit, format
 //! upgrades (`upgrade`) and the offline check (`check`). The on-disk layout, the format version
-//! and the upgrade rule are described in one place: `src/store/README.md`. Every `async` write returns only once the write is on
-//! disk (fsync'd); reads are plain sled look-ups. Writes of new records first check the free disk
-//! space (`space`), so a full disk answers "no space" instead of breaking the engine.
+//! and the upgrade rule are described in one place: `src/store/README.md`.
+//!
+//! Every `async` write returns only once the write is on disk (fsync'd); reads are plain sled
+//! look-ups. Writes of new records first check the free disk space (`space`), so a full disk
+//! answers "no space" instead of breaking the engine.
 
 mod apps;
 mod check;
