@@ -8,7 +8,7 @@
 //!     cargo bench --bench store -- [variant ...] [--messages N] [--batch B] [--accept-only]
 //!
 //! Defaults: N = 50,000, B = 64, and every variant below. Group commit is emulated by writing B
-//! messages, then one flush + fdatasync (`today` instead runs B concurrent writers on a tokio
+//! messages, then one flush + fdatasync (`store` instead runs B concurrent writers on a tokio
 //! runtime, so the store's own group commit gathers them). Delivery records each message as a
 //! delivered try (task removed, destination ~40 B, attempt ~250 B and its by-endpoint index entry,
 //! in one transaction or batch) and flushes + fsyncs every B tries: the server does not wait for
@@ -17,8 +17,9 @@
 //! normalised to a 1 KiB message: bytes per message / (mean payload / 1024).
 //!
 //! Variants (each in a fresh directory under `target/bench-store/`, on the real disk):
-//! - `today`: the real store through its public API (`Store::open`, `create_message`, then
-//!   `due_tasks`, `get_message` and `finish_try`).
+//! - `store`: the real store through its public API (`Store::open`, `create_message`, then
+//!   `due_tasks`, `get_message` and `finish_try`), whatever its layout is at this commit (at
+//!   d1574d5 it was format 1, payloads inside sled's records; since, format 2, the payload log).
 //! - `sled-default`: raw sled 0.34.7 configured as the store configures it (64 MiB cache, 512 KiB
 //!   segments, `LowSpace`, flush every 1 s) with today's record layout emulated: 3 trees written in
 //!   one transaction at acceptance (message with payload, eventId index, queue task; bincode values
@@ -39,7 +40,7 @@
 //! - `vsep-tuned`: `vsep` with the best sled settings found: `vsep-one` (one record per message).
 //!
 //! The reopen column is `sled::open` (plus, for `vsep`, a crc scan of the last segment, which a
-//! torn-tail check needs) after the queued phase, with N queued; for `today`, `Store::open`.
+//! torn-tail check needs) after the queued phase, with N queued; for `store`, `Store::open`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -65,7 +66,7 @@ const DEFAULT_BATCH: usize = 64;
 const PAYLOAD_POOL: usize = 4096;
 const SEGMENT_ROLL: u64 = 64 * 1024 * 1024;
 const DEFAULT_VARIANTS: &[&str] = &[
-    "today",
+    "store",
     "sled-default",
     "sled-tuned-seg64k",
     "sled-tuned-seg256k",
@@ -125,8 +126,8 @@ fn main() {
         let dir = root.join(format!("{v}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("variant dir");
-        let r = if v == "today" {
-            run_today(&dir, &pool, n, batch, accept_only)
+        let r = if v == "store" {
+            run_store(&dir, &pool, n, batch, accept_only)
         } else {
             let spec = match v.as_str() {
                 "vsep-tuned" => VSEP_TUNED,
@@ -603,9 +604,9 @@ fn payload_pool() -> Vec<Vec<u8>> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// `today`: the real store.
+// `store`: the real store.
 
-fn run_today(dir: &Path, pool: &[Vec<u8>], n: usize, batch: usize, accept_only: bool) -> Outcome {
+fn run_store(dir: &Path, pool: &[Vec<u8>], n: usize, batch: usize, accept_only: bool) -> Outcome {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -695,6 +696,7 @@ fn run_today(dir: &Path, pool: &[Vec<u8>], n: usize, batch: usize, accept_only: 
                         fanned_out_here: true,
                         health: HealthEvent::Success,
                     })
+                    .await
                     .expect("finish");
             }
             store.durable().await.expect("durable");
