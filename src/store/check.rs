@@ -211,7 +211,7 @@ pub fn check(data_dir: &Path, repair: bool) -> Result<CheckReport, StoreError> {
     let mut bodies_lost = Vec::new();
     for r in attempts.iter() {
         let (k, v) = r?;
-        let Ok((a, Some(at))) = decode_attempt_record(&v) else {
+        let Ok((a, Some(at))) = decode_attempt_record(&k, &v) else {
             continue;
         };
         let key = keys::attempt_body(&a.app_id, &a.id);

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::codec::{decode, decode_as, encode, encode_as};
@@ -29,21 +30,76 @@ const ATTEMPT_V1: u8 = 1;
 /// An attempt record with the place of its response body in the payload log, if it is there.
 const ATTEMPT_V2: u8 = 2;
 
-/// An attempt as stored: with its response emptied when the body is in the payload log at the
-/// reference beside it.
-type StoredAttempt = (Attempt, Option<PayloadRef>);
+/// An attempt as stored (format 2): its ids are in its key (`keys::attempt`), and its response
+/// body is inline or, when `body_at` is set, in the payload log.
+#[derive(Serialize, Deserialize)]
+struct StoredAttempt {
+    endpoint_id: EndpointId,
+    url: String,
+    status: DeliveryStatus,
+    response_status_code: i16,
+    response: String,
+    duration_ms: i64,
+    trigger: Trigger,
+    created_at: Timestamp,
+    body_at: Option<PayloadRef>,
+}
 
-/// The attempt and where its response body is, if in the payload log.
-pub(super) fn decode_attempt_record(v: &[u8]) -> Result<StoredAttempt, StoreError> {
-    match v.first() {
-        Some(&ATTEMPT_V1) => Ok((decode_as(ATTEMPT_V1, v)?, None)),
-        _ => decode_as(ATTEMPT_V2, v),
+/// The stored form of `a`, its body at `body_at` in the payload log if given.
+fn encode_attempt(a: &Attempt, body_at: Option<PayloadRef>) -> Result<Vec<u8>, StoreError> {
+    encode_as(
+        ATTEMPT_V2,
+        &StoredAttempt {
+            endpoint_id: a.endpoint_id.clone(),
+            url: a.url.clone(),
+            status: a.status,
+            response_status_code: a.response_status_code,
+            response: if body_at.is_some() {
+                String::new()
+            } else {
+                a.response.clone()
+            },
+            duration_ms: a.duration_ms,
+            trigger: a.trigger,
+            created_at: a.created_at,
+            body_at,
+        },
+    )
+}
+
+/// The attempt stored at `key` (its response empty if in the payload log) and where its
+/// response body is, if in the payload log.
+pub(super) fn decode_attempt_record(
+    key: &[u8],
+    v: &[u8],
+) -> Result<(Attempt, Option<PayloadRef>), StoreError> {
+    if v.first() == Some(&ATTEMPT_V1) {
+        return Ok((decode_as(ATTEMPT_V1, v)?, None));
     }
+    let s: StoredAttempt = decode_as(ATTEMPT_V2, v)?;
+    let (app_id, msg_id, id) =
+        keys::attempt_ids(key).ok_or_else(|| StoreError::Codec("malformed attempt key".into()))?;
+    Ok((
+        Attempt {
+            id,
+            app_id,
+            msg_id,
+            endpoint_id: s.endpoint_id,
+            url: s.url,
+            status: s.status,
+            response_status_code: s.response_status_code,
+            response: s.response,
+            duration_ms: s.duration_ms,
+            trigger: s.trigger,
+            created_at: s.created_at,
+        },
+        s.body_at,
+    ))
 }
 
 /// An attempt's record with `response` inline in place of a body that is lost (`herald check`).
 pub(super) fn encode_attempt_inline(a: &Attempt) -> Result<Vec<u8>, StoreError> {
-    encode_as(ATTEMPT_V2, &(a, None::<PayloadRef>))
+    encode_attempt(a, None)
 }
 
 /// A task as it sits in the queue.
@@ -189,14 +245,7 @@ impl Store {
         let i = &self.inner;
         let a = &rec.attempt;
         let attempt_key = keys::attempt(&a.app_id, &a.msg_id, &a.id);
-        let attempt_value = match body_at {
-            Some(at) => {
-                let mut short = a.clone();
-                short.response = String::new();
-                encode_as(ATTEMPT_V2, &(short, Some(at)))?
-            }
-            None => encode_as(ATTEMPT_V2, &(a, None::<PayloadRef>))?,
-        };
+        let attempt_value = encode_attempt(a, body_at)?;
         let by_ep_key = keys::attempt_by_ep(&a.app_id, &a.endpoint_id, &a.id);
         let by_ep_value = encode(&a.msg_id)?;
         let dest_key = keys::destination(&a.app_id, &a.endpoint_id, &a.msg_id);
@@ -561,16 +610,17 @@ impl Store {
         msg: &MessageId,
         id: &AttemptId,
     ) -> Result<Option<Attempt>, StoreError> {
-        match self.inner.attempts.get(keys::attempt(app, msg, id))? {
-            Some(v) => self.open_attempt(&v).map(Some),
+        let key = keys::attempt(app, msg, id);
+        match self.inner.attempts.get(&key)? {
+            Some(v) => self.open_attempt(&key, &v).map(Some),
             None => Ok(None),
         }
     }
 
     /// A stored attempt with its response body, read back from the payload log if it is there. A
     /// body that cannot be read is shown as such rather than failing the whole list.
-    fn open_attempt(&self, v: &[u8]) -> Result<Attempt, StoreError> {
-        let (mut a, at) = decode_attempt_record(v)?;
+    fn open_attempt(&self, key: &[u8], v: &[u8]) -> Result<Attempt, StoreError> {
+        let (mut a, at) = decode_attempt_record(key, v)?;
         if let Some(at) = at {
             let key = keys::attempt_body(&a.app_id, &a.id);
             a.response = match self.inner.payloads.read(&at, &key) {
@@ -593,7 +643,7 @@ impl Store {
             &keys::attempts_of_msg(app, msg),
             q,
             &Budget::default(),
-            |_, v| self.open_attempt(v).map(Some),
+            |k, v| self.open_attempt(k, v).map(Some),
             keep,
             |_| 0,
         )

@@ -159,6 +159,19 @@ pub fn attempt_by_ep(app: &AppId, ep: &EndpointId, attempt: &AttemptId) -> Vec<u
 }
 
 /// The attempt id at the end of an `attempts` or `attempts_by_ep` key.
+/// The application, message and attempt of an `attempts` key.
+pub fn attempt_ids(key: &[u8]) -> Option<(AppId, MessageId, AttemptId)> {
+    if key.len() != 3 * KSUID_LEN {
+        return None;
+    }
+    let part = |i: usize| std::str::from_utf8(&key[i * KSUID_LEN..(i + 1) * KSUID_LEN]).ok();
+    Some((
+        AppId::from_ksuid(part(0)?).ok()?,
+        MessageId::from_ksuid(part(1)?).ok()?,
+        AttemptId::from_ksuid(part(2)?).ok()?,
+    ))
+}
+
 pub fn attempt_id_of(key: &[u8]) -> Option<AttemptId> {
     AttemptId::from_ksuid(std::str::from_utf8(key.get(ENDPOINT_KEY_LEN..)?).ok()?).ok()
 }

@@ -54,7 +54,7 @@ impl Store {
             let (msg, _) = decode_message(&k, &v)?;
             for a in i.attempts.scan_prefix(keys::attempts_of_msg(app, &msg.id)) {
                 let (ak, av) = a?;
-                let (attempt, _) = decode_attempt_record(&av)?;
+                let (attempt, _) = decode_attempt_record(&ak, &av)?;
                 i.attempts_by_ep.remove(keys::attempt_by_ep(
                     app,
                     &attempt.endpoint_id,

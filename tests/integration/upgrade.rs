@@ -84,6 +84,17 @@ async fn a_format_1_store_is_upgraded_in_place_and_every_payload_reads_back() {
         assert_eq!(lines[1499]["desc"], "line item 1499");
         let (_, eps) = get(&h, "/app/fixture-app/endpoint/").await;
         assert_eq!(eps["data"].as_array().unwrap().len(), 2);
+        // Attempts written by the old binary (format 1 records) read back too.
+        let (status, tries) = get(&h, "/app/fixture-app/attempt/endpoint/bad/").await;
+        assert_eq!(status, 200, "{tries}");
+        let tries = tries["data"].as_array().unwrap();
+        assert!(!tries.is_empty());
+        assert!(
+            tries
+                .iter()
+                .all(|a| a["msgId"].as_str().unwrap().starts_with("msg_")),
+            "{tries:?}"
+        );
 
         // Restart: already upgraded, nothing to do again.
         h.terminate();
