@@ -2,15 +2,21 @@
 //! receiver, drives Herald through its HTTP API, and prints ingest msg/s, delivered msg/s,
 //! accept-to-receipt latency percentiles and Herald's RSS.
 //!
-//!     cargo bench --bench load -- [all|ingest|fanout|steady|backlog|isolation|million] [--duration SECS] [--backlog N]
+//!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million] [--duration SECS] [--backlog N] [--idempotency]
 //!
-//! Scenarios: `ingest` (concurrency 64, 1 KiB payloads, 1 endpoint), `fanout` (10 endpoints),
+//! Scenarios: `ingest` (concurrency 64, 1 KiB payloads, 1 endpoint), `accept` (the same, but the
+//! one endpoint subscribes to another event type: fan-out runs, nothing is delivered, so the CPU
+//! figure is ingest alone), `fanout` (10 endpoints),
 //! `steady` (a fixed 1,000 msg/s, latency), `backlog` (N messages queued while the receiver answers
 //! 503, then the time to drain once it answers 200), `isolation` (one application's 10 endpoints
 //! hang with 80 messages each while another application gets 200 msg/s: its latency, and how many
 //! connections the hanging ones hold), `million` (not in `all`: N messages left
 //! queued, Herald's memory with them, then a restart on that backlog: time to serve and memory).
-//! Everything runs on 127.0.0.1.
+//! `HERALD_BENCH_BIN=path` runs that herald binary instead of the one cargo built.
+//! `--idempotency` sends a unique `idempotency-key` on every create, as the Svix SDKs do.
+//! Herald runs at its default log level, as operators run it. Beside each throughput: Herald's CPU
+//! time (all threads, user + system, from `/proc/<pid>/stat`) per accepted and per delivered
+//! message. Everything runs on 127.0.0.1.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -25,6 +31,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const TOKEN: &str = "bench-admin-token-0123456789abcdefghijklmnopqrstuvwxyz";
 const CONCURRENCY: usize = 64;
+
+/// Send a unique `idempotency-key` with every create (set once from the command line).
+static IDEMPOTENCY: AtomicBool = AtomicBool::new(false);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -120,11 +129,15 @@ impl Server {
     }
 
     fn start_in(dir: &std::path::Path, extra: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        // HERALD_BENCH_BIN runs another build (to compare two in one sitting).
+        let bin = std::env::var_os("HERALD_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_herald").into());
+        let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env("HERALD_ADMIN_TOKEN", TOKEN)
-            .env("HERALD_LOG", "warn,herald::app=info")
+            .env_remove("HERALD_LOG")
+            .env_remove("RUST_LOG")
             .env("HERALD_DELIVERY__ALLOWED_CIDRS", "127.0.0.0/8")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -159,6 +172,21 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Herald's CPU seconds so far, all threads, user + system.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The command name may hold spaces: fields count from after its closing parenthesis,
+        // where field 3 (state) comes first; utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        ticks as f64 / clock_ticks()
+    }
+
     fn rss_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -176,6 +204,28 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Clock ticks per second, the unit of `/proc/<pid>/stat` times.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU milliseconds per message, or "-" when there were none.
+fn per_msg(cpu_secs: f64, n: u64) -> String {
+    if n == 0 {
+        return "-".into();
+    }
+    format!("{:.3}", cpu_secs * 1000.0 / n as f64)
 }
 
 fn client() -> reqwest::Client {
@@ -206,6 +256,17 @@ async fn post(c: &reqwest::Client, url: &str, body: serde_json::Value) -> serde_
 
 /// An app with `n` endpoints at the receiver; returns the message URL.
 async fn setup(c: &reqwest::Client, s: &Server, receiver: &str, n: usize) -> String {
+    setup_filtered(c, s, receiver, n, None).await
+}
+
+/// `setup`, the endpoints subscribed only to `filter` event types when given.
+async fn setup_filtered(
+    c: &reqwest::Client,
+    s: &Server,
+    receiver: &str,
+    n: usize,
+    filter: Option<&str>,
+) -> String {
     let app = post(
         c,
         &format!("{}/api/v1/app", s.url),
@@ -217,7 +278,12 @@ async fn setup(c: &reqwest::Client, s: &Server, receiver: &str, n: usize) -> Str
         post(
             c,
             &format!("{}/api/v1/app/{app}/endpoint", s.url),
-            serde_json::json!({"url": format!("{receiver}/ep{i}")}),
+            match filter {
+                Some(f) => {
+                    serde_json::json!({"url": format!("{receiver}/ep{i}"), "filterTypes": [f]})
+                }
+                None => serde_json::json!({"url": format!("{receiver}/ep{i}")}),
+            },
         )
         .await;
     }
@@ -230,27 +296,50 @@ fn payload() -> String {
     format!(r#"{{"eventType":"order.created","payload":{{"id":"ord_123","filler":"{filler}"}}}}"#)
 }
 
-/// Post for `duration` from `CONCURRENCY` tasks (or at `rate` msg/s); returns (accepted, elapsed,
-/// Herald's accept times by message id).
+/// What `drive` saw.
+struct Driven {
+    accepted: u64,
+    elapsed: Duration,
+    /// Herald's accept time by message id.
+    accepts: Vec<(String, i64)>,
+    /// Each accepted create's request time, microseconds, sorted.
+    request_us: Vec<u64>,
+}
+
+impl Driven {
+    /// Request time percentile `q`, in ms.
+    fn request_ms(&self, q: f64) -> f64 {
+        let l = &self.request_us;
+        if l.is_empty() {
+            return 0.0;
+        }
+        l[((l.len() as f64 * q) as usize).min(l.len() - 1)] as f64 / 1000.0
+    }
+}
+
+/// Post for `duration` from `CONCURRENCY` tasks (or at `rate` msg/s).
 async fn drive(
     c: &reqwest::Client,
     url: &str,
     duration: Duration,
     rate: Option<u64>,
     limit: Option<u64>,
-) -> (u64, Duration, Vec<(String, i64)>) {
+) -> Driven {
     let body = payload();
     let sent = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(Mutex::new(Vec::new()));
+    let request_us = Arc::new(Mutex::new(Vec::new()));
+    let run = now_ms();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..CONCURRENCY {
-        let (c, url, body, sent, accepted) = (
+        let (c, url, body, sent, accepted, request_us) = (
             c.clone(),
             url.to_string(),
             body.clone(),
             sent.clone(),
             accepted.clone(),
+            request_us.clone(),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -263,19 +352,26 @@ async fn drive(
                     let due = started + Duration::from_micros(n * 1_000_000 / r);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let resp = c
+                let mut req = c
                     .post(&url)
                     .bearer_auth(TOKEN)
                     .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
+                    .body(body.clone());
+                if IDEMPOTENCY.load(Ordering::Relaxed) {
+                    req = req.header("idempotency-key", format!("bench-{run}-{n}"));
+                }
+                let t0 = Instant::now();
+                let resp = req.send().await;
                 let Ok(resp) = resp else { continue };
                 if resp.status().as_u16() != 202 {
                     eprintln!("worker {w}: {}", resp.status());
                     continue;
                 }
                 let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                request_us
+                    .lock()
+                    .unwrap()
+                    .push(t0.elapsed().as_micros() as u64);
                 let ts = v["timestamp"]
                     .as_str()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -292,8 +388,15 @@ async fn drive(
         t.await.unwrap();
     }
     let elapsed = started.elapsed();
-    let acc = std::mem::take(&mut *accepted.lock().unwrap());
-    (acc.len() as u64, elapsed, acc)
+    let accepts = std::mem::take(&mut *accepted.lock().unwrap());
+    let mut request_us = std::mem::take(&mut *request_us.lock().unwrap());
+    request_us.sort_unstable();
+    Driven {
+        accepted: accepts.len() as u64,
+        elapsed,
+        accepts,
+        request_us,
+    }
 }
 
 async fn wait_delivered(sink: &Sink, want: u64, timeout: Duration) -> Duration {
@@ -318,27 +421,45 @@ fn percentiles(sink: &Sink, accepted: &[(String, i64)]) -> (i64, i64, i64) {
     (p(0.5), p(0.99), *lat.last().unwrap())
 }
 
-async fn throughput(name: &str, endpoints: usize, duration: Duration) {
+/// `endpoints` endpoints take every message, or none when `deliver` is false (they subscribe to
+/// another event type: fan-out still reads them).
+async fn throughput(name: &str, endpoints: usize, deliver: bool, duration: Duration) {
     let sink = Arc::new(Sink::default());
     let receiver = start_receiver(sink.clone()).await;
     let s = Server::start(&[]);
     let c = client();
-    let url = setup(&c, &s, &receiver, endpoints).await;
+    let filter = (!deliver).then_some("never.sent");
+    let url = setup_filtered(&c, &s, &receiver, endpoints, filter).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = s.rss_kib("VmRSS:");
     let d0 = Instant::now();
-    let (accepted, elapsed, acc) = drive(&c, &url, duration, None, None).await;
-    let want = accepted * endpoints as u64;
+    let cpu0 = s.cpu_secs();
+    let d = drive(&c, &url, duration, None, None).await;
+    let cpu_ingest = s.cpu_secs() - cpu0;
+    let (accepted, elapsed) = (d.accepted, d.elapsed);
+    let want = if deliver {
+        accepted * endpoints as u64
+    } else {
+        0
+    };
     wait_delivered(&sink, want, Duration::from_secs(120)).await;
     let all = d0.elapsed();
+    let cpu_all = s.cpu_secs() - cpu0;
     let delivered = sink.count.load(Ordering::Relaxed);
-    let (p50, p99, max) = percentiles(&sink, &acc);
+    let (p50, p99, max) = percentiles(&sink, &d.accepts);
     println!(
-        "{name}: endpoints={endpoints} concurrency={CONCURRENCY} payload=1KiB duration={:.1}s\n  ingest {:.0} msg/s ({accepted} accepted)\n  delivered {:.0} deliveries/s ({delivered} of {want}, all done after {:.1}s)\n  accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms\n  herald RSS idle {} KiB, peak {} KiB",
+        "{name}: endpoints={endpoints} concurrency={CONCURRENCY} payload=1KiB duration={:.1}s idempotency-key={}\n  ingest {:.0} msg/s ({accepted} accepted), request p50 {:.2} ms, p99 {:.2} ms; herald CPU {:.1} s while sending = {} ms per accepted message\n  delivered {:.0} deliveries/s ({delivered} of {want}, all done after {:.1}s); herald CPU {:.1} s until then = {} ms per delivered message\n  accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms\n  herald RSS idle {} KiB, peak {} KiB",
         elapsed.as_secs_f64(),
+        IDEMPOTENCY.load(Ordering::Relaxed),
         accepted as f64 / elapsed.as_secs_f64(),
+        d.request_ms(0.5),
+        d.request_ms(0.99),
+        cpu_ingest,
+        per_msg(cpu_ingest, accepted),
         delivered as f64 / all.as_secs_f64(),
         all.as_secs_f64(),
+        cpu_all,
+        per_msg(cpu_all, delivered),
         idle,
         s.rss_kib("VmHWM:"),
     );
@@ -382,7 +503,8 @@ async fn isolation(duration: Duration) {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let url = setup(&c, &s, &receiver, 1).await;
-    let (accepted, elapsed, acc) = drive(&c, &url, duration, Some(200), None).await;
+    let d = drive(&c, &url, duration, Some(200), None).await;
+    let (accepted, elapsed, acc) = (d.accepted, d.elapsed, d.accepts);
     wait_delivered(&sink, accepted, Duration::from_secs(60)).await;
     let (p50, p99, max) = percentiles(&sink, &acc);
     println!(
@@ -402,7 +524,8 @@ async fn steady(duration: Duration) {
     let s = Server::start(&[]);
     let c = client();
     let url = setup(&c, &s, &receiver, 1).await;
-    let (accepted, elapsed, acc) = drive(&c, &url, duration, Some(1000), None).await;
+    let d = drive(&c, &url, duration, Some(1000), None).await;
+    let (accepted, elapsed, acc) = (d.accepted, d.elapsed, d.accepts);
     wait_delivered(&sink, accepted, Duration::from_secs(60)).await;
     let (p50, p99, max) = percentiles(&sink, &acc);
     println!(
@@ -420,7 +543,8 @@ async fn backlog(n: u64) {
     let s = Server::start(&[]);
     let c = client();
     let url = setup(&c, &s, &receiver, 1).await;
-    let (accepted, elapsed, _) = drive(&c, &url, Duration::from_secs(3600), None, Some(n)).await;
+    let d = drive(&c, &url, Duration::from_secs(3600), None, Some(n)).await;
+    let (accepted, elapsed) = (d.accepted, d.elapsed);
     println!(
         "backlog: {accepted} messages accepted in {:.1}s while the receiver answers 503",
         elapsed.as_secs_f64()
@@ -450,7 +574,8 @@ async fn million(n: u64) {
     let mut s = Server::start_in(dir.path(), &env);
     let c = client();
     let url = setup(&c, &s, &receiver, 1).await;
-    let (accepted, elapsed, _) = drive(&c, &url, Duration::from_secs(7200), None, Some(n)).await;
+    let d = drive(&c, &url, Duration::from_secs(7200), None, Some(n)).await;
+    let (accepted, elapsed) = (d.accepted, d.elapsed);
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!(
         "million: {accepted} messages queued in {:.0}s ({:.0} msg/s); herald RSS {} KiB, peak {} KiB; data dir {} MiB",
@@ -509,6 +634,7 @@ fn main() {
             "--duration" => {
                 duration = Duration::from_secs(it.next().and_then(|v| v.parse().ok()).unwrap_or(10))
             }
+            "--idempotency" => IDEMPOTENCY.store(true, Ordering::Relaxed),
             "--backlog" => backlog_n = it.next().and_then(|v| v.parse().ok()).unwrap_or(100_000),
             s => scenario = s.to_string(),
         }
@@ -525,10 +651,13 @@ fn main() {
             load.trim()
         );
         if matches!(scenario.as_str(), "all" | "ingest") {
-            throughput("ingest", 1, duration).await;
+            throughput("ingest", 1, true, duration).await;
+        }
+        if matches!(scenario.as_str(), "all" | "accept") {
+            throughput("accept", 1, false, duration).await;
         }
         if matches!(scenario.as_str(), "all" | "fanout") {
-            throughput("fanout", 10, duration).await;
+            throughput("fanout", 10, true, duration).await;
         }
         if matches!(scenario.as_str(), "all" | "steady") {
             steady(duration).await;

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// Most client connections open at once; more are closed at once. 0 derives it from the
     /// open-file limit.
     pub max_connections: usize,
+    /// Which requests get an access-log line: `all`, `errors` (4xx and 5xx; the others at
+    /// debug) or `off`.
+    pub access_log: crate::server::AccessLog,
 }
 
 /// Built-in TLS: PEM files, or a self-signed certificate made on first start.
@@ -168,6 +171,7 @@ impl Default for ServerConfig {
             body_read_timeout: 30.0,
             idle_timeout: 60.0,
             max_connections: 0,
+            access_log: crate::server::AccessLog::default(),
         }
     }
 }
@@ -495,6 +499,7 @@ impl Config {
             idle_timeout: secs(self.server.idle_timeout),
             max_connections: self.server.max_connections,
             hsts_max_age: Some(self.tls.hsts).filter(|s| *s > 0),
+            access_log: self.server.access_log,
         }
     }
 

@@ -115,8 +115,10 @@ impl Idempotency {
     }
 
     /// Run a POST that writes its idempotency record itself, atomically with its effect (and sees
-    /// a concurrent repeat there): `handler` gets the checked key. A repeat whose record exists
-    /// already is answered here.
+    /// a repeat there, concurrent or not): `handler` gets the checked key. The record is looked
+    /// up here only when the handler fails, so a repeat whose body or target no longer passes
+    /// still gets the first answer, while a first request (every Svix SDK create) does not pay a
+    /// look-up its write makes anyway.
     pub async fn run_recorded<F, H>(self, s: State, handler: F) -> Response
     where
         F: FnOnce(Option<Key>) -> H,
@@ -124,12 +126,11 @@ impl Idempotency {
     {
         let answer = async {
             let key = self.scoped()?;
-            if let Some(k) = &key {
-                if let Some(r) = replay(&s, k).await? {
-                    return Ok(r);
-                }
+            let scope = key.as_ref().map(|k| Key(k.0));
+            match (handler(key).await, scope) {
+                (Err(e), Some(k)) => Ok(replay(&s, &k).await?.ok_or(e)?),
+                (answer, _) => answer,
             }
-            handler(key).await
         };
         respond(answer.await)
     }

@@ -17,7 +17,7 @@ use super::pagination::{ksuid_key, list_json, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
 use crate::domain::{
-    validate, AppId, DeliveryStatus, EndpointId, Message, MessageId, Timestamp, ValidationError,
+    validate, AppId, DeliveryStatus, Message, MessageId, Timestamp, ValidationError,
 };
 use crate::store::{Answer, CreateOutcome, IdempotencyRecord};
 
@@ -165,13 +165,9 @@ async fn create(
     let with_content = q.bool("with_content")?.unwrap_or(true);
     let app = find_app(&s, &app.0)?;
     let now = Timestamp::now();
-    let destinations: Vec<EndpointId> = s
+    let destinations = s
         .store
-        .all_endpoints(&app.id)?
-        .into_iter()
-        .filter(|e| !e.disabled && e.accepts(&input.event_type, input.channels.as_deref()))
-        .map(|e| e.id)
-        .collect();
+        .fan_out(&app.id, &input.event_type, input.channels.as_deref())?;
     let msg = Message {
         id: MessageId::generate(),
         app_id: app.id.clone(),

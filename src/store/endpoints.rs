@@ -115,6 +115,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The endpoints of `app` that a message of `event_type` on `channels` goes to: enabled, and
+    /// with filters that take it. Their secrets stay sealed: fan-out needs none, and unsealing
+    /// every endpoint's keys for every message was a good part of its cost.
+    pub fn fan_out(
+        &self,
+        app: &AppId,
+        event_type: &str,
+        channels: Option<&[String]>,
+    ) -> Result<Vec<EndpointId>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.inner.endpoints.scan_prefix(keys::endpoints_of(app)) {
+            let ep: Endpoint = decode(&r?.1)?;
+            if !ep.disabled && ep.accepts(event_type, channels) {
+                out.push(ep.id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Apply `change` to the stored endpoint atomically; `NotFound` if it is gone, `Conflict` if the
     /// new uid is taken.
     pub async fn update_endpoint(

@@ -367,3 +367,71 @@ async fn custom_headers_hide_sensitive_values() {
         "our own headers cannot be overridden"
     );
 }
+
+/// Fan-out reads the endpoints as they are now: a message created right after an endpoint is
+/// updated, disabled, enabled, added or deleted goes to the endpoints that take it at that moment.
+#[tokio::test]
+async fn fan_out_follows_each_endpoint_change_at_once() {
+    use crate::support::call;
+    let h = Herald::start();
+    let (_, app) = call(&h, "POST", "/app", Some(r#"{"name":"A"}"#)).await;
+    let app = app["id"].as_str().unwrap().to_string();
+    let (_, ep) = call(
+        &h,
+        "POST",
+        &format!("/app/{app}/endpoint"),
+        Some(r#"{"url":"https://hooks.example/one","filterTypes":["a.one"]}"#),
+    )
+    .await;
+    let one = ep["id"].as_str().unwrap().to_string();
+    // The endpoint ids a new `a.two` message fans out to.
+    let send = || async {
+        let (status, m) = call(
+            &h,
+            "POST",
+            &format!("/app/{app}/msg"),
+            Some(r#"{"eventType":"a.two","payload":{}}"#),
+        )
+        .await;
+        assert_eq!(status, 202, "{m}");
+        let msg = m["id"].as_str().unwrap().to_string();
+        let (_, list) = call(&h, "GET", &format!("/app/{app}/msg/{msg}/endpoint"), None).await;
+        let mut ids: Vec<String> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let patch = |body: &'static str| {
+        let path = format!("/app/{app}/endpoint/{one}");
+        let h = &h;
+        async move {
+            let (status, out) = call(h, "PATCH", &path, Some(body)).await;
+            assert_eq!(status, 200, "{out}");
+        }
+    };
+    assert!(send().await.is_empty(), "filtered out");
+    patch(r#"{"filterTypes":["a.one","a.two"]}"#).await;
+    assert_eq!(send().await, vec![one.clone()], "the new filter");
+    patch(r#"{"disabled":true}"#).await;
+    assert!(send().await.is_empty(), "disabled");
+    patch(r#"{"disabled":false}"#).await;
+    assert_eq!(send().await, vec![one.clone()], "enabled again");
+    let (_, ep) = call(
+        &h,
+        "POST",
+        &format!("/app/{app}/endpoint"),
+        Some(r#"{"url":"https://hooks.example/two"}"#),
+    )
+    .await;
+    let two = ep["id"].as_str().unwrap().to_string();
+    let mut both = vec![one.clone(), two.clone()];
+    both.sort();
+    assert_eq!(send().await, both, "a new endpoint");
+    let (status, _) = call(&h, "DELETE", &format!("/app/{app}/endpoint/{one}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(send().await, vec![two], "the deleted one is gone");
+}

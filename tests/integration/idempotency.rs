@@ -139,6 +139,30 @@ async fn a_repeated_post_answers_the_first_answer_and_creates_nothing() {
     assert_eq!(status, 201);
 }
 
+/// The message create looks its key up only when the request fails: a repeat whose body no
+/// longer passes (not JSON, a field missing) or whose application is gone by uid still answers
+/// with the first answer.
+#[tokio::test]
+async fn a_repeated_create_replays_even_when_the_repeat_would_fail() {
+    let h = Herald::start();
+    let (_, app) = call(&h, "POST", "/app", Some(r#"{"name":"A","uid":"the-app"}"#)).await;
+    let first = r#"{"eventType":"order.created","payload":{"n":1}}"#;
+    let msgs = "/app/the-app/msg";
+    let a = post(&h, msgs, first, Some("k-bad")).await;
+    assert_eq!(a.0, 202, "{a:?}");
+    for repeat in ["not json", r#"{"eventType":"order.created"}"#] {
+        let b = post(&h, msgs, repeat, Some("k-bad")).await;
+        assert_eq!(
+            a, b,
+            "a repeat with {repeat:?} answers with the first answer"
+        );
+    }
+    // Without the key the same bodies fail.
+    let (status, _) = post(&h, msgs, "not json", None).await;
+    assert_eq!(status, 400);
+    assert_eq!(list(&h, &format!("/app/{}/msg", id(&app))).await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_repeated_recover_queues_one_try() {
     let h = Herald::start_with(fast_delivery_env());

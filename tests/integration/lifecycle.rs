@@ -316,7 +316,7 @@ async fn sigterm_lets_a_running_delivery_finish_and_exits_0() {
 
 #[tokio::test]
 async fn each_request_is_logged_without_secrets() {
-    let h = Herald::start();
+    let h = Herald::start_with(vec![("HERALD_SERVER__ACCESS_LOG", "all".into())]);
     let resp = crate::support::http()
         .post(h.api("/app?secret_query=hunter2"))
         .header("authorization", crate::support::bearer())
@@ -341,6 +341,70 @@ async fn each_request_is_logged_without_secrets() {
     for secret in [crate::support::TOKEN, "hunter2", "payload-marker-123"] {
         assert!(!logs.contains(secret), "{secret} reached the log:\n{logs}");
     }
+}
+
+/// The access lines of the log, waiting for one with `marker` in it.
+async fn access_lines(h: &Herald, marker: &str) -> Vec<String> {
+    crate::support::receiver::eventually("an access line", Duration::from_secs(5), || async {
+        let lines: Vec<String> = h
+            .logs()
+            .lines()
+            .filter(|l| l.contains("herald::access"))
+            .map(String::from)
+            .collect();
+        lines.iter().any(|l| l.contains(marker)).then_some(lines)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn by_default_only_failed_requests_are_logged_in_whole_microseconds() {
+    let h = Herald::start();
+    let c = crate::support::http();
+    let ok = c
+        .get(h.api("/app"))
+        .header("authorization", crate::support::bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let missing = c
+        .get(h.api("/app/app_no-such-app"))
+        .header("authorization", crate::support::bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // Lines are written in request order: once the 404's is there, the 200's would be too.
+    let lines = access_lines(&h, "status=404").await;
+    assert_eq!(lines.len(), 1, "only the failed request: {lines:#?}");
+    let us = lines[0]
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("us="))
+        .unwrap_or_else(|| panic!("no us= field: {}", lines[0]));
+    assert!(
+        us.parse::<u64>().is_ok(),
+        "whole microseconds: {}",
+        lines[0]
+    );
+    assert!(lines[0].contains("path=/api/v1/app/app_no-such-app"));
+}
+
+#[tokio::test]
+async fn the_access_log_can_be_turned_off() {
+    let h = Herald::start_with(vec![("HERALD_SERVER__ACCESS_LOG", "off".into())]);
+    let c = crate::support::http();
+    let missing = c
+        .get(h.api("/app/app_no-such-app"))
+        .header("authorization", crate::support::bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // An absence: give a line the time it would take to arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = h.logs();
+    assert!(!logs.contains("herald::access"), "{logs}");
 }
 
 #[tokio::test]
