@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million] [--duration SECS] [--backlog N] [--idempotency]
 //!
-//! Scenarios: `ingest` (concurrency 64, 1 KiB payloads, 1 endpoint), `accept` (the same, but the
+//! Scenarios: `ingest` (concurrency 64, realistic JSON events of 0.3 to 8 KiB (mean ~2 KiB, `common/payloads.rs`), 1 endpoint), `accept` (the same, but the
 //! one endpoint subscribes to another event type: fan-out runs, nothing is delivered, so the CPU
 //! figure is ingest alone), `fanout` (10 endpoints),
 //! `steady` (a fixed 1,000 msg/s, latency), `backlog` (N messages queued while the receiver answers
@@ -17,6 +17,9 @@
 //! Herald runs at its default log level, as operators run it. Beside each throughput: Herald's CPU
 //! time (all threads, user + system, from `/proc/<pid>/stat`) per accepted and per delivered
 //! message. Everything runs on 127.0.0.1.
+
+#[path = "common/payloads.rs"]
+mod payloads;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -290,10 +293,27 @@ async fn setup_filtered(
     format!("{}/api/v1/app/{app}/msg", s.url)
 }
 
-fn payload() -> String {
-    // About 1 KiB of JSON.
-    let filler = "x".repeat(960);
-    format!(r#"{{"eventType":"order.created","payload":{{"id":"ord_123","filler":"{filler}"}}}}"#)
+/// Request bodies: realistic events (`common/payloads.rs`: orders, invoices, customers, push
+/// notifications of 0.3 to 8 KiB, varied values), all sent as `order.created`.
+fn bodies() -> Vec<String> {
+    payloads::payload_pool(BODIES)
+        .into_iter()
+        .map(|p| {
+            format!(
+                r#"{{"eventType":"order.created","payload":{}}}"#,
+                String::from_utf8_lossy(&p)
+            )
+        })
+        .collect()
+}
+
+/// Distinct request bodies, sent in turn.
+const BODIES: usize = 1024;
+
+/// Mean payload size of [`bodies`], for the report.
+fn mean_body_bytes() -> usize {
+    let b = bodies();
+    b.iter().map(String::len).sum::<usize>() / b.len().max(1)
 }
 
 /// What `drive` saw.
@@ -325,7 +345,7 @@ async fn drive(
     rate: Option<u64>,
     limit: Option<u64>,
 ) -> Driven {
-    let body = payload();
+    let bodies = Arc::new(bodies());
     let sent = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let request_us = Arc::new(Mutex::new(Vec::new()));
@@ -333,10 +353,10 @@ async fn drive(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..CONCURRENCY {
-        let (c, url, body, sent, accepted, request_us) = (
+        let (c, url, bodies, sent, accepted, request_us) = (
             c.clone(),
             url.to_string(),
-            body.clone(),
+            bodies.clone(),
             sent.clone(),
             accepted.clone(),
             request_us.clone(),
@@ -356,7 +376,7 @@ async fn drive(
                     .post(&url)
                     .bearer_auth(TOKEN)
                     .header("content-type", "application/json")
-                    .body(body.clone());
+                    .body(bodies[n as usize % bodies.len()].clone());
                 if IDEMPOTENCY.load(Ordering::Relaxed) {
                     req = req.header("idempotency-key", format!("bench-{run}-{n}"));
                 }
@@ -448,7 +468,8 @@ async fn throughput(name: &str, endpoints: usize, deliver: bool, duration: Durat
     let delivered = sink.count.load(Ordering::Relaxed);
     let (p50, p99, max) = percentiles(&sink, &d.accepts);
     println!(
-        "{name}: endpoints={endpoints} concurrency={CONCURRENCY} payload=1KiB duration={:.1}s idempotency-key={}\n  ingest {:.0} msg/s ({accepted} accepted), request p50 {:.2} ms, p99 {:.2} ms; herald CPU {:.1} s while sending = {} ms per accepted message\n  delivered {:.0} deliveries/s ({delivered} of {want}, all done after {:.1}s); herald CPU {:.1} s until then = {} ms per delivered message\n  accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms\n  herald RSS idle {} KiB, peak {} KiB",
+        "{name}: endpoints={endpoints} concurrency={CONCURRENCY} payload={}B duration={:.1}s idempotency-key={}\n  ingest {:.0} msg/s ({accepted} accepted), request p50 {:.2} ms, p99 {:.2} ms; herald CPU {:.1} s while sending = {} ms per accepted message\n  delivered {:.0} deliveries/s ({delivered} of {want}, all done after {:.1}s); herald CPU {:.1} s until then = {} ms per delivered message\n  accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms\n  herald RSS idle {} KiB, peak {} KiB",
+        mean_body_bytes(),
         elapsed.as_secs_f64(),
         IDEMPOTENCY.load(Ordering::Relaxed),
         accepted as f64 / elapsed.as_secs_f64(),
@@ -497,7 +518,7 @@ async fn isolation(duration: Duration) {
     let s = Server::start(&[]);
     let c = client();
     let noisy = setup(&c, &s, &hanging, 10).await;
-    let body: serde_json::Value = serde_json::from_str(&payload()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&bodies()[0]).unwrap();
     for _ in 0..80 {
         post(&c, &noisy, body.clone()).await;
     }
