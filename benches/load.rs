@@ -2,16 +2,19 @@
 //! receiver, drives Herald through its HTTP API, and prints ingest msg/s, delivered msg/s,
 //! accept-to-receipt latency percentiles and Herald's RSS.
 //!
-//!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million] [--duration SECS] [--backlog N] [--idempotency]
+//!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million|soak] [--duration SECS] [--backlog N] [--idempotency]
 //!
-//! Scenarios: `ingest` (concurrency 64, realistic JSON events of 0.3 to 8 KiB (mean ~2 KiB, `common/payloads.rs`), 1 endpoint), `accept` (the same, but the
-//! one endpoint subscribes to another event type: fan-out runs, nothing is delivered, so the CPU
-//! figure is ingest alone), `fanout` (10 endpoints),
+//! Scenarios: `ingest` (concurrency 64, realistic JSON events of 0.3 to 8 KiB, mean about 2 KiB,
+//! from `common/payloads.rs`; 1 endpoint), `accept` (the same, but the one endpoint subscribes to
+//! another event type: fan-out runs, nothing is delivered, so the CPU figure is ingest alone),
+//! `fanout` (10 endpoints),
 //! `steady` (a fixed 1,000 msg/s, latency), `backlog` (N messages queued while the receiver answers
 //! 503, then the time to drain once it answers 200), `isolation` (one application's 10 endpoints
 //! hang with 80 messages each while another application gets 200 msg/s: its latency, and how many
 //! connections the hanging ones hold), `million` (not in `all`: N messages left
-//! queued, Herald's memory with them, then a restart on that backlog: time to serve and memory).
+//! queued, Herald's memory with them, then a restart on that backlog: time to serve and memory),
+//! `soak` (not in `all`: 1,000 msg/s for `--duration`, RSS every 30 s, the worst request time,
+//! duplicates, disk growth per delivered message).
 //! `HERALD_BENCH_BIN=path` runs that herald binary instead of the one cargo built.
 //! `--idempotency` sends a unique `idempotency-key` on every create, as the Svix SDKs do.
 //! Herald runs at its default log level, as operators run it. Beside each throughput: Herald's CPU
@@ -557,6 +560,65 @@ async fn steady(duration: Duration) {
     );
 }
 
+/// `soak`: a fixed 1,000 msg/s for `duration` (30 minutes in the target), Herald's RSS
+/// sampled every 30 s, the worst request time of each minute, and at the end: deliveries and
+/// duplicates, and disk growth per delivered message.
+async fn soak(duration: Duration) {
+    let sink = Arc::new(Sink::default());
+    let receiver = start_receiver(sink.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_in(dir.path(), &[]);
+    let c = client();
+    let url = setup(&c, &s, &receiver, 1).await;
+    let disk_before = dir_size(dir.path());
+    let pid = s.child.id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let (stop, samples) = (stop.clone(), samples.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let rss: u64 = status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                samples
+                    .lock()
+                    .unwrap()
+                    .push((started.elapsed().as_secs(), rss));
+            }
+        })
+    };
+    let d = drive(&c, &url, duration, Some(1000), None).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    wait_delivered(&sink, d.accepted, Duration::from_secs(120)).await;
+    let delivered = sink.count.load(Ordering::Relaxed);
+    let distinct = sink.first_seen.lock().unwrap().len() as u64;
+    let (p50, p99, max) = percentiles(&sink, &d.accepts);
+    let grown = dir_size(dir.path()).saturating_sub(disk_before);
+    println!(
+        "soak: 1000 msg/s target, {:.0} msg/s over {:.0}s; {} accepted, {delivered} deliveries of {distinct} distinct messages ({} duplicates)\n  request p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; accept-to-receipt p50 {p50} ms, p99 {p99} ms, max {max} ms\n  disk grew {} bytes per delivered message",
+        d.accepted as f64 / d.elapsed.as_secs_f64(),
+        d.elapsed.as_secs_f64(),
+        d.accepted,
+        delivered - distinct,
+        d.request_ms(0.5),
+        d.request_ms(0.99),
+        d.request_ms(1.0),
+        grown / distinct.max(1),
+    );
+    for (at, rss) in samples.lock().unwrap().iter() {
+        println!("  at {at:>5} s: RSS {} KiB", rss);
+    }
+}
+
 async fn backlog(n: u64) {
     let sink = Arc::new(Sink::default());
     sink.failing.store(true, Ordering::Relaxed);
@@ -691,6 +753,9 @@ fn main() {
         }
         if scenario == "million" {
             million(backlog_n).await;
+        }
+        if scenario == "soak" {
+            soak(duration).await;
         }
     });
 }

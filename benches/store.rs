@@ -1036,7 +1036,14 @@ fn decode_ref(value: &[u8]) -> (u32, u64, u32) {
     m.payload_ref
 }
 
-fn deliver_one(raw: &mut Raw, r: &mut payloads::Rng, app: &Id, ep: &Id, qkey: &[u8], msg_key: &[u8]) {
+fn deliver_one(
+    raw: &mut Raw,
+    r: &mut payloads::Rng,
+    app: &Id,
+    ep: &Id,
+    qkey: &[u8],
+    msg_key: &[u8],
+) {
     let now = now_ms();
     let attempt = make_id(r, now as u64);
     if raw.v.one_record {

@@ -332,4 +332,3 @@ pub fn payload_pool(n: usize) -> Vec<Vec<u8>> {
     }
     pool
 }
-

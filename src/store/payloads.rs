@@ -46,6 +46,8 @@ const ROLL_AT: u64 = 64 * 1024 * 1024;
 /// Most files kept open for reading at once (each read opens its file if needed).
 const MAX_READERS: usize = 256;
 const MS_PER_HOUR: i64 = 3_600_000;
+/// See `drop_before`.
+const ID_TIME_MARGIN_MS: i64 = 120_000;
 
 /// Where a payload is: stored in the message's sled record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -534,7 +536,10 @@ impl PayloadLog {
     /// all older than the cutoff). Returns (files, bytes) removed. The caller removes the
     /// messages' sled records first, so no reference outlives its bytes.
     pub fn drop_before(&self, cutoff_ms: i64) -> Result<(usize, u64), StoreError> {
-        let last_hour_gone = cutoff_ms.div_euclid(MS_PER_HOUR) - 1;
+        // A payload's file is the hour of its message's `created_at`, while retention selects
+        // records by id, whose time may differ by a moment (the clock is read for each): keep a
+        // margin, so a record just past the cutoff never outlives its payload.
+        let last_hour_gone = (cutoff_ms - ID_TIME_MARGIN_MS).div_euclid(MS_PER_HOUR) - 1;
         let mut removed = (0, 0);
         for (id, _, path) in self.list()? {
             if i64::from(hour_of(id)) > last_hour_gone {
@@ -606,7 +611,13 @@ impl PayloadLog {
             .collect();
         let mut copied = 0;
         for (path, name, len) in lengths {
-            let mut from = File::open(&path)?;
+            // A file finished since it was listed has been renamed from `.open` to `.seg`.
+            let mut from = match File::open(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    File::open(path.with_extension("seg"))?
+                }
+                other => other?,
+            };
             let to = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -744,8 +755,12 @@ mod tests {
         let new = log.append(&key(2), h + 2 * MS_PER_HOUR, b"{}").unwrap();
         log.durable().await.unwrap();
         assert_eq!(log.list().unwrap().len(), 3);
+        // Just past the end of the first hour: kept, for the margin between ids and times.
+        assert_eq!(log.drop_before(h + MS_PER_HOUR + 100).unwrap().0, 0);
         // The cutoff falls inside the middle hour: only the first hour is wholly older.
-        let (files, bytes) = log.drop_before(h + MS_PER_HOUR + 100).unwrap();
+        let (files, bytes) = log
+            .drop_before(h + MS_PER_HOUR + ID_TIME_MARGIN_MS + 100)
+            .unwrap();
         assert_eq!(files, 1);
         assert!(bytes > 0);
         assert!(log.read(&old, &key(0)).is_err());

@@ -101,6 +101,12 @@ fn payloads_out_of_records(
             messages.apply_batch(b)?;
             db.flush()?;
             db_file.sync_data()?;
+            if moved % 100_000 < BATCH {
+                tracing::info!(
+                    messages = moved,
+                    "upgrading the store: payloads moved so far"
+                );
+            }
         }
         after = Some(last);
     }
