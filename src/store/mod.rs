@@ -282,12 +282,7 @@ impl Store {
     /// the reserve (half of it for [`WriteKind::Progress`]). Else `NoSpace` (counted, logged at
     /// most once a minute) or `Durability`. Call it before writing, not under the write gate.
     pub fn ensure_space(&self, kind: WriteKind) -> Result<(), StoreError> {
-        let failure = self
-            .inner
-            .commit
-            .failure()
-            .or_else(|| self.inner.payloads.failure());
-        if let Some(f) = failure {
+        if let Some(f) = self.commit_failure() {
             return Err(if f.no_space {
                 self.inner.space.refuse(format!(
                     "a write to disk failed for lack of space: {}",
@@ -300,15 +295,18 @@ impl Store {
         self.inner.space.check(kind)
     }
 
+    /// Why commits fail now, in sled's group commit or the payload log's, if they do.
+    fn commit_failure(&self) -> Option<commit::Failure> {
+        self.inner
+            .commit
+            .failure()
+            .or_else(|| self.inner.payloads.failure())
+    }
+
     /// Free space, the reserve, refused writes and whether the store can commit.
     pub fn storage_status(&self) -> StorageStatus {
         let mut s = self.inner.space.status();
-        let failure = self
-            .inner
-            .commit
-            .failure()
-            .or_else(|| self.inner.payloads.failure());
-        if let Some(f) = failure {
+        if let Some(f) = self.commit_failure() {
             s.commit_failure = Some(f.message.to_string());
             s.restart_required = f.sticky;
         }

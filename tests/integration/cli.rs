@@ -1,8 +1,7 @@
 //! Operator subcommands through the real binary: token create/list/revoke, healthcheck, and
 //! `listen` verifying a real delivery.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use svix::models::{ApplicationIn, EndpointIn, MessageIn};
@@ -121,24 +120,7 @@ fn healthcheck_trusts_a_given_ca_over_https() {
 #[tokio::test]
 async fn listen_prints_deliveries_and_checks_their_signatures() {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["listen", "--port", "0", "--secret", secret])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let url = first
-        .strip_prefix("listening on ")
-        .expect("address printed")
-        .to_string();
+    let (mut child, rx, url) = crate::support::listen(secret);
 
     let h = Herald::start_with(fast_delivery_env());
     let svix = h.svix();

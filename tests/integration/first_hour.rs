@@ -3,7 +3,6 @@
 //! refuses, configuration errors are in words, help and `print-config` are tidy, and `listen`
 //! says why a signature does not verify.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -283,24 +282,7 @@ async fn listen_says_why_a_signature_is_invalid() {
     use herald::delivery::signer::sign;
     use herald::domain::SigningKey;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["listen", "--port", "0", "--secret", secret])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let url = first
-        .strip_prefix("listening on ")
-        .expect("address printed")
-        .to_string();
+    let (mut child, rx, url) = crate::support::listen(secret);
 
     let key = SigningKey::parse("secret", secret).unwrap();
     let other = SigningKey::parse("secret", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();

@@ -353,3 +353,29 @@ pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
     );
     out
 }
+
+/// Start `herald listen --secret SECRET` on a free port: the process, its stdout lines as they
+/// come, and the URL it listens on.
+pub fn listen(secret: &str) -> (Child, mpsc::Receiver<String>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["listen", "--port", "0", "--secret", secret])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn herald listen");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("listen prints its address");
+    let url = first
+        .strip_prefix("listening on ")
+        .expect("address printed")
+        .to_string();
+    (child, rx, url)
+}
