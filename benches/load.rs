@@ -158,6 +158,10 @@ impl Server {
                 if let Some(i) = line.find("listening on ") {
                     let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
                 }
+                // Herald's warnings (slow commit rounds, refusals) go with the figures.
+                if line.contains(" WARN ") || line.contains(" ERROR ") {
+                    eprintln!("herald: {line}");
+                }
             }
         });
         let url = rx

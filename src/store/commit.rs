@@ -61,7 +61,15 @@ pub trait Persist: Send + 'static {
     fn flush(&self) -> io::Result<()>;
     /// Make what the kernel holds durable.
     fn fsync(&self) -> io::Result<()>;
+    /// What it makes durable, for the log.
+    fn name(&self) -> &'static str {
+        "store"
+    }
 }
+
+/// A commit round slower than this is logged (with its two steps' times): every writer waiting
+/// on it waited that long.
+const SLOW_ROUND: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// sled's data file: `flush` writes sled's buffers, `fsync` the file (any handle: fsync applies
 /// to the inode).
@@ -80,6 +88,10 @@ impl Persist for SledSync {
 
     fn fsync(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn name(&self) -> &'static str {
+        "sled"
     }
 }
 
@@ -245,7 +257,20 @@ fn commit_loop(shared: &Shared, sync: &impl Persist) {
         }
         // Everyone who took a number up to `target` wrote before taking it, so this flush covers them.
         let target = shared.requested.load(Ordering::SeqCst);
-        let next = next_failure(failure.clone(), sync.flush(), || sync.fsync());
+        let started = std::time::Instant::now();
+        let flushed = sync.flush();
+        let flush_took = started.elapsed();
+        let next = next_failure(failure.clone(), flushed, || sync.fsync());
+        let took = started.elapsed();
+        if took >= SLOW_ROUND {
+            tracing::warn!(
+                files = sync.name(),
+                ms = took.as_millis() as u64,
+                flush_ms = flush_took.as_millis() as u64,
+                writers = target - done,
+                "slow commit round: writers waited this long for the disk"
+            );
+        }
         last_batch = target - done;
         // Log changes of state only: a failing store is asked to commit by every writer.
         match (&failure, &next) {

@@ -304,6 +304,10 @@ impl Persist for SyncDirty {
     fn fsync(&self) -> io::Result<()> {
         sync_dirty(&self.0)
     }
+
+    fn name(&self) -> &'static str {
+        "payload log"
+    }
 }
 
 /// fsync every file appended to since the last call.
