@@ -360,21 +360,9 @@ async fn access_lines(h: &Herald, marker: &str) -> Vec<String> {
 #[tokio::test]
 async fn by_default_only_failed_requests_are_logged_in_whole_microseconds() {
     let h = Herald::start();
-    let c = crate::support::http();
-    let ok = c
-        .get(h.api("/app"))
-        .header("authorization", crate::support::bearer())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
-    let missing = c
-        .get(h.api("/app/app_no-such-app"))
-        .header("authorization", crate::support::bearer())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    assert_eq!(crate::support::call(&h, "GET", "/app", None).await.0, 200);
+    let missing = crate::support::call(&h, "GET", "/app/app_no-such-app", None).await;
+    assert_eq!(missing.0, 404);
     // Lines are written in request order: once the 404's is there, the 200's would be too.
     let lines = access_lines(&h, "status=404").await;
     assert_eq!(lines.len(), 1, "only the failed request: {lines:#?}");
@@ -393,14 +381,8 @@ async fn by_default_only_failed_requests_are_logged_in_whole_microseconds() {
 #[tokio::test]
 async fn the_access_log_can_be_turned_off() {
     let h = Herald::start_with(vec![("HERALD_SERVER__ACCESS_LOG", "off".into())]);
-    let c = crate::support::http();
-    let missing = c
-        .get(h.api("/app/app_no-such-app"))
-        .header("authorization", crate::support::bearer())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    let missing = crate::support::call(&h, "GET", "/app/app_no-such-app", None).await;
+    assert_eq!(missing.0, 404);
     // An absence: give a line the time it would take to arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let logs = h.logs();
