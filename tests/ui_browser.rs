@@ -1,6 +1,6 @@
-//! The admin UI end to end in a real browser: runs the Playwright tests of `tests/ui/` (Node's test
-//! runner, playwright-core, Debian's Chromium) against this build's `herald` binary, so that
-//! `cargo test` runs them with everything else.
+//! The admin UI end to end in a real browser: runs every `tests/ui/*.test.mjs` (Node's test runner,
+//! playwright-core, Debian's Chromium) against this build's `herald` binary, so that `cargo test`
+//! runs them with everything else.
 //!
 //! Needs Node.js and `/usr/bin/chromium` (`apt-get install chromium`); installs the npm package
 //! itself (`npm ci`) when `tests/ui/node_modules` is missing. Without Chromium the test fails and
@@ -36,8 +36,16 @@ fn admin_ui_in_chromium() {
             .expect("npm runs (the browser tests need Node.js and npm)");
         assert!(status.success(), "npm ci in tests/ui failed");
     }
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("tests/ui is readable")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.mjs"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.test.mjs in {}", dir.display());
     let out = Command::new("node")
-        .args(["--test", "--test-reporter=spec", "admin.test.mjs"])
+        .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .args(&files)
         .current_dir(&dir)
         .env("HERALD_BIN", env!("CARGO_BIN_EXE_herald"))
         .output()
