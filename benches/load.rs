@@ -2,7 +2,7 @@
 //! receiver, drives Herald through its HTTP API, and prints ingest msg/s, delivered msg/s,
 //! accept-to-receipt latency percentiles and Herald's RSS.
 //!
-//!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million|soak] [--duration SECS] [--backlog N] [--idempotency]
+//!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million|soak] [--duration SECS] [--backlog N] [--prefill N] [--idempotency]
 //!
 //! Scenarios: `ingest` (concurrency 64, realistic JSON events of 0.3 to 8 KiB, mean about 2 KiB,
 //! from `common/payloads.rs`; 1 endpoint), `accept` (the same, but the one endpoint subscribes to
@@ -14,7 +14,8 @@
 //! connections the hanging ones hold), `million` (not in `all`: N messages left
 //! queued, Herald's memory with them, then a restart on that backlog: time to serve and memory),
 //! `soak` (not in `all`: 1,000 msg/s for `--duration`, RSS every 30 s, the worst request time,
-//! duplicates, disk growth per delivered message).
+//! duplicates, disk growth per delivered message, and when the slowest requests started;
+//! `--prefill N` first sends N messages at full speed, so that the soak runs on a grown store).
 //! `HERALD_BENCH_BIN=path` runs that herald binary instead of the one cargo built.
 //! `--idempotency` sends a unique `idempotency-key` on every create, as the Svix SDKs do.
 //! Herald runs at its default log level, as operators run it. Beside each throughput: Herald's CPU
@@ -331,6 +332,9 @@ struct Driven {
     accepts: Vec<(String, i64)>,
     /// Each accepted create's request time, microseconds, sorted.
     request_us: Vec<u64>,
+    /// Requests slower than 50 ms: (wall-clock start, Unix ms; microseconds), to line up with
+    /// Herald's log and a `perf record -k CLOCK_REALTIME` profile.
+    slow: Vec<(i64, u64)>,
 }
 
 impl Driven {
@@ -356,17 +360,19 @@ async fn drive(
     let sent = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let request_us = Arc::new(Mutex::new(Vec::new()));
+    let slow = Arc::new(Mutex::new(Vec::new()));
     let run = now_ms();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..CONCURRENCY {
-        let (c, url, bodies, sent, accepted, request_us) = (
+        let (c, url, bodies, sent, accepted, request_us, slow) = (
             c.clone(),
             url.to_string(),
             bodies.clone(),
             sent.clone(),
             accepted.clone(),
             request_us.clone(),
+            slow.clone(),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -387,7 +393,7 @@ async fn drive(
                 if IDEMPOTENCY.load(Ordering::Relaxed) {
                     req = req.header("idempotency-key", format!("bench-{run}-{n}"));
                 }
-                let t0 = Instant::now();
+                let (t0, wall) = (Instant::now(), now_ms());
                 let resp = req.send().await;
                 let Ok(resp) = resp else { continue };
                 if resp.status().as_u16() != 202 {
@@ -395,10 +401,11 @@ async fn drive(
                     continue;
                 }
                 let v: serde_json::Value = resp.json().await.unwrap_or_default();
-                request_us
-                    .lock()
-                    .unwrap()
-                    .push(t0.elapsed().as_micros() as u64);
+                let us = t0.elapsed().as_micros() as u64;
+                request_us.lock().unwrap().push(us);
+                if us > 50_000 {
+                    slow.lock().unwrap().push((wall, us));
+                }
                 let ts = v["timestamp"]
                     .as_str()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -418,11 +425,13 @@ async fn drive(
     let accepts = std::mem::take(&mut *accepted.lock().unwrap());
     let mut request_us = std::mem::take(&mut *request_us.lock().unwrap());
     request_us.sort_unstable();
+    let slow = std::mem::take(&mut *slow.lock().unwrap());
     Driven {
         accepted: accepts.len() as u64,
         elapsed,
         accepts,
         request_us,
+        slow,
     }
 }
 
@@ -567,13 +576,26 @@ async fn steady(duration: Duration) {
 /// `soak`: a fixed 1,000 msg/s for `duration` (30 minutes in the target), Herald's RSS
 /// sampled every 30 s, the worst request time of each minute, and at the end: deliveries and
 /// duplicates, and disk growth per delivered message.
-async fn soak(duration: Duration) {
+async fn soak(duration: Duration, prefill: u64) {
     let sink = Arc::new(Sink::default());
     let receiver = start_receiver(sink.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_in(dir.path(), &[]);
     let c = client();
     let url = setup(&c, &s, &receiver, 1).await;
+    if prefill > 0 {
+        // A store that has already taken `prefill` messages, as after a long run, at full speed.
+        let d = drive(&c, &url, Duration::from_secs(7200), None, Some(prefill)).await;
+        wait_delivered(&sink, d.accepted, Duration::from_secs(600)).await;
+        println!(
+            "soak: prefilled {} messages in {:.0}s, all delivered; RSS {} KiB",
+            d.accepted,
+            d.elapsed.as_secs_f64(),
+            s.rss_kib("VmRSS:")
+        );
+    }
+    let before = sink.count.load(Ordering::Relaxed);
+    let seen_before = sink.first_seen.lock().unwrap().len() as u64;
     let disk_before = dir_size(dir.path());
     let pid = s.child.id();
     let stop = Arc::new(AtomicBool::new(false));
@@ -602,9 +624,9 @@ async fn soak(duration: Duration) {
     let d = drive(&c, &url, duration, Some(1000), None).await;
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.await;
-    wait_delivered(&sink, d.accepted, Duration::from_secs(120)).await;
-    let delivered = sink.count.load(Ordering::Relaxed);
-    let distinct = sink.first_seen.lock().unwrap().len() as u64;
+    wait_delivered(&sink, before + d.accepted, Duration::from_secs(120)).await;
+    let delivered = sink.count.load(Ordering::Relaxed) - before;
+    let distinct = sink.first_seen.lock().unwrap().len() as u64 - seen_before;
     let (p50, p99, max) = percentiles(&sink, &d.accepts);
     let grown = dir_size(dir.path()).saturating_sub(disk_before);
     println!(
@@ -620,6 +642,15 @@ async fn soak(duration: Duration) {
     );
     for (at, rss) in samples.lock().unwrap().iter() {
         println!("  at {at:>5} s: RSS {} KiB", rss);
+    }
+    let mut slow = d.slow.clone();
+    slow.sort_by_key(|(_, us)| std::cmp::Reverse(*us));
+    println!(
+        "  {} requests over 50 ms; the slowest (start, Unix ms):",
+        slow.len()
+    );
+    for (at, us) in slow.iter().take(10) {
+        println!("    {at}: {:.1} ms", *us as f64 / 1000.0);
     }
 }
 
@@ -715,6 +746,7 @@ fn main() {
     let mut scenario = "all".to_string();
     let mut duration = Duration::from_secs(10);
     let mut backlog_n = 100_000u64;
+    let mut prefill = 0u64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -723,6 +755,7 @@ fn main() {
             }
             "--idempotency" => IDEMPOTENCY.store(true, Ordering::Relaxed),
             "--backlog" => backlog_n = it.next().and_then(|v| v.parse().ok()).unwrap_or(100_000),
+            "--prefill" => prefill = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             s => scenario = s.to_string(),
         }
     }
@@ -759,7 +792,7 @@ fn main() {
             million(backlog_n).await;
         }
         if scenario == "soak" {
-            soak(duration).await;
+            soak(duration, prefill).await;
         }
     });
 }

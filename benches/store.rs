@@ -6,6 +6,7 @@
 //! store with N queued.
 //!
 //!     cargo bench --bench store -- [variant ...] [--messages N] [--batch B] [--accept-only]
+//!     cargo bench --bench store -- store --retention [--messages N]
 //!
 //! Defaults: N = 50,000, B = 64, and every variant below. Group commit is emulated by writing B
 //! messages, then one flush + fdatasync (`store` instead runs B concurrent writers on a tokio
@@ -38,6 +39,11 @@
 //!   eventId entry. Delivery reads the payload back (crc checked) and writes the same delivery
 //!   records to sled; payloads stay (history is kept).
 //! - `vsep-tuned`: `vsep` with the best sled settings found: `vsep-one` (one record per message).
+//!
+//! `--retention` (with `store`): the N messages are created as if spread over one day that ended an
+//! hour ago, delivered, and then retention expires that day (`purge_messages_before`); it prints
+//! the time, CPU and bytes written per message expired, the payload files dropped and the disk
+//! before and after.
 //!
 //! The reopen column is `sled::open` (plus, for `vsep`, a crc scan of the last segment, which a
 //! torn-tail check needs) after the queued phase, with N queued; for `store`, `Store::open`.
@@ -88,6 +94,7 @@ const VSEP_TUNED: &str = "vsep-one";
 fn main() {
     let mut variants = Vec::new();
     let (mut n, mut batch, mut accept_only) = (DEFAULT_MESSAGES, DEFAULT_BATCH, false);
+    let mut retention = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -99,6 +106,7 @@ fn main() {
             }
             "--batch" => batch = args.next().and_then(|v| v.parse().ok()).expect("--batch B"),
             "--accept-only" => accept_only = true,
+            "--retention" => retention = true,
             "--bench" => {}
             v if v.starts_with("--") => panic!("unknown option {v}"),
             v => variants.push(v.to_string()),
@@ -129,7 +137,7 @@ fn main() {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("variant dir");
         let r = if v == "store" {
-            run_store(&dir, &pool, n, batch, accept_only)
+            run_store(&dir, &pool, n, batch, accept_only, retention)
         } else {
             let spec = match v.as_str() {
                 "vsep-tuned" => VSEP_TUNED,
@@ -277,7 +285,14 @@ impl Phase {
 // ---------------------------------------------------------------------------------------------
 // `store`: the real store.
 
-fn run_store(dir: &Path, pool: &[Vec<u8>], n: usize, batch: usize, accept_only: bool) -> Outcome {
+fn run_store(
+    dir: &Path,
+    pool: &[Vec<u8>],
+    n: usize,
+    batch: usize,
+    accept_only: bool,
+    retention: bool,
+) -> Outcome {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -295,6 +310,17 @@ fn run_store(dir: &Path, pool: &[Vec<u8>], n: usize, batch: usize, accept_only: 
     };
     let store = Store::open(dir, &opts).expect("open store");
     let pool = Arc::new(pool.to_vec());
+    // With --retention, message i is created at day_start + i * (1 day / n).
+    const DAY_MS: i64 = 86_400_000;
+    let day_start = Timestamp::now().millis() - DAY_MS - 3_600_000;
+    let created = move |i: usize| -> (MessageId, Timestamp) {
+        if retention {
+            let at = day_start + (i as i64 * DAY_MS) / n as i64;
+            (MessageId::generate_at(at), Timestamp(at))
+        } else {
+            (MessageId::generate(), Timestamp::now())
+        }
+    };
 
     let rounds = store.commit_rounds();
     let phase = Phase::start();
@@ -310,15 +336,16 @@ fn run_store(dir: &Path, pool: &[Vec<u8>], n: usize, batch: usize, accept_only: 
                         if i >= n {
                             break;
                         }
+                        let (id, created_at) = created(i);
                         let msg = Message {
-                            id: MessageId::generate(),
+                            id,
                             app_id: app.clone(),
                             event_type: "order.created".into(),
                             event_id: Some(format!("evt_{i:012}")),
                             channels: None,
                             tags: None,
                             payload: pool[i % PAYLOAD_POOL].clone(),
-                            created_at: Timestamp::now(),
+                            created_at,
                             destinations: vec![ep.clone()],
                         };
                         store.create_message(&msg, None).await.expect("create");
@@ -377,6 +404,25 @@ fn run_store(dir: &Path, pool: &[Vec<u8>], n: usize, batch: usize, accept_only: 
     (out.deliver, out.write_d, out.cpu_d) = (Some(d), w, cpu);
     out.fsyncs_d = store.commit_rounds() - rounds;
     out.disk_d = disk_usage(dir);
+    if retention {
+        let files = || fs::read_dir(dir.join("store-v1/payloads")).map_or(0, |d| d.count());
+        let (files_before, disk_before) = (files(), disk_usage(dir));
+        let phase = Phase::start();
+        let removed = store
+            .purge_messages_before(Timestamp(day_start + DAY_MS))
+            .expect("purge");
+        let (took, written, _, cpu) = phase.end();
+        println!(
+            "retention: expired one day, {removed} messages, in {:.2} s ({:.1} µs and {:.0} B written per message, CPU {:.2} s); payload files {files_before} -> {}; disk {} -> {} MiB",
+            took.as_secs_f64(),
+            took.as_secs_f64() * 1e6 / removed.max(1) as f64,
+            written as f64 / removed.max(1) as f64,
+            cpu.as_secs_f64(),
+            files(),
+            disk_before / (1 << 20),
+            disk_usage(dir) / (1 << 20),
+        );
+    }
     store.close().expect("close");
     out
 }

@@ -128,6 +128,11 @@ pub fn destination(app: &AppId, ep: &EndpointId, msg: &MessageId) -> Vec<u8> {
     ])
 }
 
+/// Every destination record of one endpoint, in message (time) order.
+pub fn destinations_of(app: &AppId, ep: &EndpointId) -> Vec<u8> {
+    endpoint(app, ep)
+}
+
 /// The message id at the end of a `destinations` key.
 pub fn destination_msg(key: &[u8]) -> Option<MessageId> {
     MessageId::from_ksuid(std::str::from_utf8(key.get(ENDPOINT_KEY_LEN..)?).ok()?).ok()

@@ -48,6 +48,17 @@ impl Store {
             .into_iter()
             .filter_map(|e| EndpointId::from_ksuid(&e).ok())
             .collect();
+        // Destination keys end in the message id, which sorts by time: each endpoint's old ones
+        // are one key range, so absent (message, endpoint) pairs cost no look-up.
+        let bound = ksuid_bound(cutoff.millis(), false);
+        for ep in &endpoints {
+            let from = keys::destinations_of(app, ep);
+            let to = [from.as_slice(), bound.as_bytes()].concat();
+            for r in i.destinations.range(from..to) {
+                let (k, _) = r?;
+                i.destinations.remove(k)?;
+            }
+        }
         let mut removed = 0;
         for r in i.messages.range(prefix.clone()..end) {
             let (k, v) = r?;
@@ -61,9 +72,6 @@ impl Store {
                     &attempt.id,
                 ))?;
                 i.attempts.remove(ak)?;
-            }
-            for ep in &endpoints {
-                i.destinations.remove(keys::destination(app, ep, &msg.id))?;
             }
             if let Some(e) = &msg.event_id {
                 i.msg_event_id.remove(keys::msg_event_id(app, e))?;
