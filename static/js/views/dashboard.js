@@ -33,11 +33,11 @@ function slots(perMinute, n) {
   return out;
 }
 
-/** The smallest of 1, 2, 5 × 10^k at or above n. */
+/** The smallest of 4, 8, 10, 20, 40, 80, 100, … at or above n: its halves or quarters are whole. */
 function niceCeil(n) {
-  if (n <= 1) return 1;
+  if (n <= 4) return 4;
   const p = 10 ** Math.floor(Math.log10(n));
-  for (const f of [1, 2, 5, 10]) if (f * p >= n) return f * p;
+  for (const f of [1, 2, 4, 8, 10]) if (f * p >= n) return f * p;
   return 10 * p;
 }
 
@@ -49,8 +49,10 @@ function scaleFor(values) {
   const top = niceCeil(max);
   const sqrt = busy.length >= 3 && max > SKEW * median;
   const f = sqrt ? (v) => Math.sqrt(v / top) : (v) => v / top;
-  // Ticks at quarter heights, labelled with the value drawn there.
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((y) => ({ y, value: sqrt ? top * y * y : top * y }));
+  // Ticks labelled with the value drawn at their height: quarters when those are whole numbers
+  // (or the scale is a square root), else halves.
+  const at = sqrt || top % 4 === 0 ? [0, 0.25, 0.5, 0.75, 1] : [0, 0.5, 1];
+  const ticks = at.map((y) => ({ y, value: sqrt ? top * y * y : top * y }));
   return { top, sqrt, f, ticks };
 }
 
@@ -95,7 +97,8 @@ function chart(perMinute) {
   const xticks = X_TICKS.map((f) => svg('line', { class: 'tick', x1: (f * W).toFixed(1), x2: (f * W).toFixed(1), y1: H - 5, y2: H }));
   const figure = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', preserveAspectRatio: 'none',
     'aria-label': `Per-minute activity over the last ${SLOTS} minutes: ${totals.join(', ')}.${sc.sqrt ? ' Square-root scale.' : ''}` },
-  grid, svg('line', { class: 'axis', x1: 0, x2: W, y1: H - 0.5, y2: H - 0.5 }), xticks, bars, hits);
+  // The hover targets lie under the bars (which let the pointer through, see app.css).
+  hits, grid, svg('line', { class: 'axis', x1: 0, x2: W, y1: H - 0.5, y2: H - 0.5 }), xticks, bars);
   figure.addEventListener('mouseover', (e) => {
     const i = e.target && e.target.getAttribute ? e.target.getAttribute('data-minute') : null;
     if (i !== null) readout.textContent = describe(Number(i));
