@@ -390,6 +390,25 @@ async fn recover(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, A
         ),
         None => None,
     };
+    // Accepted, a future `since` would start a task that can find nothing: say so instead.
+    let now = Timestamp::now();
+    let mut refused = Vec::new();
+    if since > now {
+        refused.push(ValidationError::new(
+            "since",
+            format!(
+                "is in the future (Herald's clock says {}): no message was created after it, \
+                 so there is nothing to recover",
+                now.to_rfc3339()
+            ),
+        ));
+    }
+    if until.is_some_and(|u| u <= since) {
+        refused.push(ValidationError::new("until", "must be later than since"));
+    }
+    if !refused.is_empty() {
+        return Err(ApiError::Validation(refused));
+    }
     let app = find_app(&s, &app.0)?;
     let ep = find_endpoint(&s, &app, &ep)?;
     let task_id = format!(

@@ -169,22 +169,26 @@ fn as_set(items: &[String]) -> Vec<String> {
 }
 
 impl EndpointIn {
-    fn validate(&self, s: &State) -> Result<(), ValidationError> {
-        check_url(s, &self.url)?;
-        if let Some(d) = &self.description {
-            validate::text("description", d, validate::MAX_DESCRIPTION_LEN)?;
-        }
-        if let Some(uid) = &self.uid {
-            validate::uid("uid", uid)?;
-        }
-        check_filters(self.event_types.as_ref(), self.channels.as_ref())?;
-        if let Some(m) = &self.metadata {
-            validate::metadata("metadata", m, &s.limits)?;
-        }
-        if let Some(h) = &self.headers {
-            validate::headers("headers", h, &s.limits)?;
-        }
-        Ok(())
+    /// Every field's first error at once (the admin UI marks them all).
+    fn validate(&self, s: &State) -> Result<(), ApiError> {
+        validate::all([
+            check_url(s, &self.url),
+            self.description.as_ref().map_or(Ok(()), |d| {
+                validate::text("description", d, validate::MAX_DESCRIPTION_LEN)
+            }),
+            self.uid
+                .as_ref()
+                .map_or(Ok(()), |uid| validate::uid("uid", uid)),
+            check_filters(self.event_types.as_ref(), None),
+            check_filters(None, self.channels.as_ref()),
+            self.metadata
+                .as_ref()
+                .map_or(Ok(()), |m| validate::metadata("metadata", m, &s.limits)),
+            self.headers
+                .as_ref()
+                .map_or(Ok(()), |h| validate::headers("headers", h, &s.limits)),
+        ])
+        .map_err(ApiError::Validation)
     }
 
     /// A new endpoint of `app` with these fields; `uid` overrides the body's.
@@ -391,19 +395,23 @@ fn set_disabled(e: &mut Endpoint, disabled: bool) {
 
 async fn patch(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {
     let input: EndpointPatch = json::parse(&body)?;
-    if let Some(url) = &input.url {
-        check_url(&s, url)?;
-    }
-    if let Some(d) = &input.description {
-        validate::text("description", d, validate::MAX_DESCRIPTION_LEN)?;
-    }
-    if let Some(uid) = input.uid.value() {
-        validate::uid("uid", uid)?;
-    }
-    check_filters(input.event_types.value(), input.channels.value())?;
-    if let Some(m) = &input.metadata {
-        validate::metadata("metadata", m, &s.limits)?;
-    }
+    validate::all([
+        input.url.as_ref().map_or(Ok(()), |url| check_url(&s, url)),
+        input.description.as_ref().map_or(Ok(()), |d| {
+            validate::text("description", d, validate::MAX_DESCRIPTION_LEN)
+        }),
+        input
+            .uid
+            .value()
+            .map_or(Ok(()), |uid| validate::uid("uid", uid)),
+        check_filters(input.event_types.value(), None),
+        check_filters(None, input.channels.value()),
+        input
+            .metadata
+            .as_ref()
+            .map_or(Ok(()), |m| validate::metadata("metadata", m, &s.limits)),
+    ])
+    .map_err(ApiError::Validation)?;
     let (app, existing) = find(&s, &app, &ep)?;
     let updated = s
         .store

@@ -78,9 +78,32 @@ impl EventTypeOut {
     }
 }
 
+/// Svix's shape: `{"<version>": <JSON Schema object, with an optional "examples" list>}`. The
+/// examples feed `send-example`, so a malformed one is refused here rather than skipped there.
 fn check_schemas(v: &serde_json::Value) -> Result<String, ValidationError> {
-    if !v.is_object() {
-        return Err(ValidationError::new("schemas", "must be a JSON object"));
+    let Some(versions) = v.as_object() else {
+        return Err(ValidationError::new(
+            "schemas",
+            "must be an object of versions, like {\"1\": {…JSON Schema…}}",
+        ));
+    };
+    for (version, schema) in versions {
+        let Some(schema) = schema.as_object() else {
+            return Err(ValidationError::new(
+                format!("schemas.{version}"),
+                "must be a JSON Schema (a JSON object)",
+            ));
+        };
+        let examples = schema.get("examples");
+        if examples.is_some_and(|e| {
+            !e.as_array()
+                .is_some_and(|l| l.iter().all(|x| x.is_object()))
+        }) {
+            return Err(ValidationError::new(
+                format!("schemas.{version}.examples"),
+                "must be a list of example payloads, each a JSON object",
+            ));
+        }
     }
     Ok(v.to_string())
 }

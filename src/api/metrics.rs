@@ -62,6 +62,9 @@ struct StatsOut {
     disabled_endpoints: u64,
     store_bytes: u64,
     store_bytes_by_part: BytesByPart,
+    /// Per-application counts and the endpoints failing now (see `overview`).
+    #[serde(flatten)]
+    overview: super::overview::Overview,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +99,8 @@ struct MinuteOut {
 
 async fn stats(s: State) -> Result<Response, ApiError> {
     let g = store_gauges(&s).await?;
+    let store = s.store.clone();
+    let overview = super::blocking(move || Ok(super::overview::read(&store)?)).await?;
     let recent = s.metrics.recent(Timestamp::now().millis());
     Ok(reply(
         StatusCode::OK,
@@ -118,6 +123,7 @@ async fn stats(s: State) -> Result<Response, ApiError> {
                 trees: g.store_tree_bytes,
                 payloads: g.store_payload_bytes,
             },
+            overview,
         },
     ))
 }

@@ -15,6 +15,7 @@ mod json;
 mod messages;
 mod metrics;
 mod openapi;
+mod overview;
 mod pagination;
 mod query;
 mod ui;

@@ -68,6 +68,18 @@ impl ValidationError {
 
 type Result<T> = std::result::Result<T, ValidationError>;
 
+/// Every failure among independent checks, so a form can mark all its bad fields at once.
+pub fn all(
+    checks: impl IntoIterator<Item = Result<()>>,
+) -> std::result::Result<(), Vec<ValidationError>> {
+    let errors: Vec<_> = checks.into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 fn matches_charset(s: &str, extra: &[u8]) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
@@ -82,7 +94,7 @@ pub fn uid(field: &str, value: &str) -> Result<()> {
     if let Some(p) = ID_PREFIXES.iter().find(|p| value.starts_with(**p)) {
         return Err(ValidationError::new(
             field,
-            format!("must not start with {p:?}, which ids start with (prefix it, e.g. with _)"),
+            format!("must not start with {p:?}: Herald's ids start that way (put another character first, e.g. _)"),
         ));
     }
     Ok(())
@@ -101,7 +113,7 @@ pub fn token(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > MAX_UID_LEN || !matches_charset(value, b"-_.") {
         return Err(ValidationError::new(
             field,
-            format!("must match ^[a-zA-Z0-9\\-_.]+$ and be 1 to {MAX_UID_LEN} characters"),
+            format!("use letters, digits, - _ . only (1 to {MAX_UID_LEN} characters, no spaces)"),
         ));
     }
     Ok(())
@@ -114,7 +126,7 @@ pub fn event_type_name(field: &str, value: &str) -> Result<()> {
         return Err(ValidationError::new(
             field,
             format!(
-                "must match ^[a-zA-Z0-9\\-_.]+$ and be 1 to {MAX_EVENT_TYPE_NAME_LEN} characters"
+                "use letters, digits, - _ . only (1 to {MAX_EVENT_TYPE_NAME_LEN} characters, no spaces)"
             ),
         ));
     }
@@ -133,7 +145,9 @@ pub fn channels(field: &str, values: &[String]) -> Result<()> {
         if c.is_empty() || c.len() > MAX_CHANNEL_LEN || !matches_charset(c, b"-_.:") {
             return Err(ValidationError::new(
                 format!("{field}.{i}"),
-                format!("must match ^[a-zA-Z0-9\\-_.:]+$ and be 1 to {MAX_CHANNEL_LEN} characters"),
+                format!(
+                    "use letters, digits, - _ . : only (1 to {MAX_CHANNEL_LEN} characters, no spaces)"
+                ),
             ));
         }
     }
@@ -157,7 +171,7 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(ValidationError::new(
             field,
-            format!("must be at most {max} bytes"),
+            format!("is too long: at most {max} bytes"),
         ));
     }
     Ok(())
@@ -165,7 +179,7 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<()> {
 
 pub fn name(field: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
-        return Err(ValidationError::new(field, "must not be empty"));
+        return Err(ValidationError::new(field, "is required"));
     }
     text(field, value, MAX_NAME_LEN)
 }
@@ -175,16 +189,26 @@ pub fn endpoint_url(field: &str, value: &str, limits: &Limits) -> Result<()> {
     if value.len() > limits.max_url_len {
         return Err(ValidationError::new(
             field,
-            format!("must be at most {} bytes", limits.max_url_len),
+            format!("is too long: at most {} bytes", limits.max_url_len),
         ));
     }
-    let parsed = url::Url::parse(value)
-        .map_err(|e| ValidationError::new(field, format!("is not a valid URL: {e}")))?;
+    let parsed = url::Url::parse(value).map_err(|e| {
+        ValidationError::new(
+            field,
+            format!("is not a full URL ({e}): write it like https://example.com/webhooks"),
+        )
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ValidationError::new(field, "must use http or https"));
+        return Err(ValidationError::new(
+            field,
+            "must start with http:// or https://",
+        ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ValidationError::new(field, "must have a host"));
+        return Err(ValidationError::new(
+            field,
+            "must name a host, as in https://example.com/webhooks",
+        ));
     }
     Ok(())
 }
@@ -242,12 +266,16 @@ pub fn headers(field: &str, values: &BTreeMap<String, String>, limits: &Limits) 
         let loc = format!("{field}.{k}");
         let token = !k.is_empty() && k.len() <= 256 && matches_charset(k, b"!#$%&'*+-.^_`|~");
         if !token {
-            return Err(ValidationError::new(loc, "is not a valid header name"));
+            return Err(ValidationError::new(
+                loc,
+                "header names use letters, digits and - (also ! # $ % & ' * + . ^ _ ` | ~), \
+                 no spaces or colons, at most 256 characters",
+            ));
         }
         if is_reserved_header(k) {
             return Err(ValidationError::new(
                 loc,
-                "is set by Herald and cannot be overridden",
+                "is a header Herald sets itself: choose another name",
             ));
         }
         if v.len() > limits.max_header_value_len
@@ -256,7 +284,7 @@ pub fn headers(field: &str, values: &BTreeMap<String, String>, limits: &Limits) 
             return Err(ValidationError::new(
                 loc,
                 format!(
-                    "value must be at most {} bytes without CR, LF or NUL",
+                    "the value must be one line of at most {} bytes",
                     limits.max_header_value_len
                 ),
             ));
@@ -373,6 +401,38 @@ mod tests {
                 .field,
             "channels.1"
         );
+    }
+
+    /// The admin UI shows these next to the field: words, never a regex or a parser's jargon alone.
+    #[test]
+    fn messages_are_in_words() {
+        let l = Limits::default();
+        let mut bad_header = BTreeMap::new();
+        bad_header.insert("Bad Header:".to_string(), "1".to_string());
+        let errors = [
+            uid("uid", "has space").unwrap_err(),
+            token("tags.0", "a/b").unwrap_err(),
+            event_type_name("name", "order/created").unwrap_err(),
+            channels("channels", &["a b".into()]).unwrap_err(),
+            endpoint_url("url", "example.com/hook", &l).unwrap_err(),
+            endpoint_url("url", "ftp://example.com/", &l).unwrap_err(),
+            headers("headers", &bad_header, &l).unwrap_err(),
+            name("name", " ").unwrap_err(),
+        ];
+        for e in &errors {
+            assert!(!e.msg.contains("^["), "{}: {}", e.field, e.msg);
+            assert!(!e.msg.contains("must match"), "{}: {}", e.field, e.msg);
+        }
+        assert!(errors[0].msg.starts_with("use letters, digits, - _ . only"));
+        assert!(errors[3]
+            .msg
+            .starts_with("use letters, digits, - _ . : only"));
+        assert!(errors[4].msg.contains("https://example.com/webhooks"));
+        assert_eq!(errors[5].msg, "must start with http:// or https://");
+        assert!(errors[6]
+            .msg
+            .starts_with("header names use letters, digits and -"));
+        assert_eq!(errors[7].msg, "is required");
     }
 
     #[test]

@@ -81,6 +81,7 @@ export async function request(method, path, opts = {}) {
   }
   if (!res.ok) {
     const err = new ApiError(errorMessage(res.status, data), res.status, data && data.code);
+    err.detail = data && Array.isArray(data.detail) ? data.detail : null; // forms.js maps it to fields
     if (res.status === 401 && !opts.quiet401) unauthorized(err.message);
     throw err;
   }

@@ -170,6 +170,21 @@ signOut.addEventListener('click', () => {
   showSignIn();
 });
 
+// The theme toggle: js/theme.js applied the saved choice or the system's before the first paint.
+const themeToggle = document.getElementById('theme-toggle');
+function showTheme() {
+  const dark = window.heraldTheme ? window.heraldTheme.isDark() : false;
+  themeToggle.setAttribute('aria-pressed', String(dark));
+  themeToggle.title = dark ? 'Dark mode is on: switch to light' : 'Switch to dark mode';
+}
+themeToggle.addEventListener('click', () => {
+  if (!window.heraldTheme) return;
+  window.heraldTheme.set(!window.heraldTheme.isDark());
+  showTheme();
+});
+window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', showTheme);
+showTheme();
+
 document.getElementById('skip-link').addEventListener('click', (e) => {
   e.preventDefault();
   main.focus();

@@ -72,7 +72,7 @@ test('an operator sets up an endpoint, watches a failure and resends it', async 
   let dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name').fill('order.created');
   await dialog.getByLabel('Description').fill('An order was placed');
-  await dialog.getByRole('button', { name: 'Save' }).click();
+  await dialog.getByRole('button', { name: 'Create' }).click();
   await page.getByTestId('event-types').getByText('order.created').waitFor();
   await screenshot(page, 'event-types');
 
@@ -82,20 +82,20 @@ test('an operator sets up an endpoint, watches a failure and resends it', async 
   dialog = page.getByRole('dialog');
   await dialog.getByLabel('Name').fill('Acme Shop');
   await dialog.getByLabel('UID').fill('acme');
-  await dialog.getByRole('button', { name: 'Save' }).click();
+  await dialog.getByRole('button', { name: 'Create' }).click();
   await page.getByTestId('apps').getByRole('link', { name: 'Acme Shop' }).click();
 
   // An endpoint: a bad URL first, which the API refuses with a clear message.
   await page.getByRole('button', { name: 'Create endpoint' }).click();
   dialog = page.getByRole('dialog');
   await dialog.getByLabel('URL').fill('ftp://nowhere.example');
-  await dialog.getByRole('button', { name: 'Save' }).click();
-  await dialog.getByRole('alert').filter({ hasText: /url/i }).waitFor();
+  await dialog.getByRole('button', { name: 'Create' }).click();
+  await dialog.locator('.field-error').getByText('Must start with http:// or https://.').waitFor();
   await screenshot(page, 'endpoint-create-error');
   await dialog.getByLabel('URL').fill(`${receiver.url}/hooks/acme`);
   await dialog.getByLabel('Description').fill('Acme order system');
   await dialog.getByLabel('order.created').check();
-  await dialog.getByRole('button', { name: 'Save' }).click();
+  await dialog.getByRole('button', { name: 'Create' }).click();
   const endpoints = page.getByTestId('endpoints');
   await endpoints.getByText(`${receiver.url}/hooks/acme`).waitFor();
   await screenshot(page, 'endpoints');
@@ -315,14 +315,14 @@ test('pages fit a phone screen', async () => {
     ['phone-dashboard', '#/', 'dashboard'],
     ['phone-apps', '#/apps', 'apps'],
     ['phone-endpoints', `#/apps/${acme.id}/endpoints`, 'endpoints'],
-    ['phone-endpoint', `#/apps/${acme.id}/endpoints/${eps[0].id}`, 'attempts'],
+    ['phone-endpoint', `#/apps/${acme.id}/endpoints/${eps[0].id}`, 'health'], // its other sections start closed
     ['phone-messages', `#/apps/${acme.id}/messages`, 'messages'],
     ['phone-message', `#/apps/${acme.id}/messages/${msgs[0].id}`, 'attempts'],
     ['phone-event-types', '#/event-types', 'event-types'],
   ];
   for (const [name, hash, region] of pages) {
     await page.goto(`${herald.url}/${hash}`);
-    await page.getByTestId(region).locator('table, .empty, .stat').first().waitFor();
+    await page.getByTestId(region).locator('table, .empty, .stat, .kv-list').first().waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `${name} is ${overflow}px wider than the screen`);
     await screenshot(page, name);

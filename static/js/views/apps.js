@@ -3,19 +3,48 @@
 
 import { api, seg, isAbort } from '../api.js';
 import { h, update, invalidate, table, field, errorBox, formDialog, confirmAction, pager, pageTitle, timeEl, route, toast } from '../ui.js';
+import { fieldErrors, checkToken } from '../forms.js';
+
+/** Errors of an application's name and uid, for the fields they belong to. */
+function appErrors(name, uid) {
+  const errors = {};
+  const n = name.value.trim();
+  if (!n) errors.name = 'Enter a name.';
+  else if (new TextEncoder().encode(n).length > 256) errors.name = 'Too long: at most 256 bytes.';
+  if (uid) {
+    errors.uid = checkToken(uid.value);
+    if (!errors.uid && /^(app_|ep_|msg_|atmpt_)/.test(uid.value.trim())) {
+      errors.uid = 'Must not start like Herald’s ids (app_, ep_, msg_, atmpt_): put another character first.';
+    }
+  }
+  return errors;
+}
+
+const byField = (loc) => (loc[0] === 'name' || loc[0] === 'uid' ? loc[0] : null);
 
 const LIMIT = 20;
 
 function createDialog(ctx) {
   const name = h('input', { type: 'text', name: 'name', required: true, autocomplete: 'off' });
   const uid = h('input', { type: 'text', name: 'uid', autocomplete: 'off', spellcheck: 'false' });
+  const fe = fieldErrors();
+  fe.add('name', name);
+  fe.add('uid', uid);
   formDialog({
     title: 'Create application',
+    submitLabel: 'Create',
     body: [field('Name', name), field('UID', uid, 'Optional: your own id for it (letters, digits, - _ .), usable in URLs.')],
     async onSubmit() {
+      fe.check(appErrors(name, uid));
       const body = { name: name.value.trim() };
       if (uid.value.trim()) body.uid = uid.value.trim();
-      const app = await api.post('/app', body);
+      let app;
+      try {
+        app = await api.post('/app', body);
+      } catch (e) {
+        if (e.status === 409) fe.check({ uid: 'Another application already has this UID.' });
+        fe.fromServer(e, byField);
+      }
       toast(`Application “${app.name}” created.`);
       ctx.refresh();
     },
@@ -24,11 +53,14 @@ function createDialog(ctx) {
 
 function renameDialog(ctx, app) {
   const name = h('input', { type: 'text', name: 'name', required: true, autocomplete: 'off', value: app.name });
+  const fe = fieldErrors();
+  fe.add('name', name);
   formDialog({
     title: 'Edit application',
     body: [h('p', { class: 'muted' }, `Currently “${app.name}” (${app.id}).`), field('Name', name)],
     async onSubmit() {
-      await api.patch(`/app/${seg(app.id)}`, { name: name.value.trim() });
+      fe.check(appErrors(name, null));
+      await api.patch(`/app/${seg(app.id)}`, { name: name.value.trim() }).catch((e) => fe.fromServer(e, byField));
       toast('Application renamed.');
       ctx.refresh();
     },

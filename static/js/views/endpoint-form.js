@@ -4,11 +4,13 @@
 
 import { api, seg } from '../api.js';
 import { h, busy, field, checkbox, newId, errorBox, formDialog, toast } from '../ui.js';
+import { fieldErrors, FieldErrors, checkUrl, checkChannels, checkHeaderName } from '../forms.js';
 
-/** Event-type names for the filter: live ones, archived ones marked. */
+/** Event-type names for the filter: live ones, archived ones marked; `example`: it has one. */
 export async function loadEventTypes(signal) {
-  const page = await api.get('/event-type', { limit: 250, include_archived: true }, { signal });
-  return page.data.map((t) => ({ name: t.name, archived: t.archived }));
+  const page = await api.get('/event-type', { limit: 250, include_archived: true, with_content: true }, { signal });
+  const hasExample = (t) => Object.values(t.schemas || {}).some((v) => v && Array.isArray(v.examples) && v.examples.length > 0);
+  return page.data.map((t) => ({ name: t.name, archived: t.archived, example: hasExample(t) }));
 }
 
 function headerRow(name = '', value = '', sensitive = false) {
@@ -25,7 +27,9 @@ function headerRow(name = '', value = '', sensitive = false) {
 
 /**
  * The fields of an endpoint form. `endpoint` and `headers` (GET .../headers) fill it for an edit.
- * Returns {nodes, values()}; values() gives the form's content as the API wants it.
+ * Returns {nodes, values(), check(), fromServer(err)}: values() gives the form's content as the
+ * API wants it; check() marks every field the browser can tell is wrong (throws FieldErrors);
+ * fromServer(err) marks the fields a 422 names, then throws.
  */
 export function endpointFields({ endpoint = null, headers = null, eventTypes = [] }) {
   const url = h('input', { type: 'url', name: 'url', required: true, autocomplete: 'off', spellcheck: 'false',
@@ -55,13 +59,58 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
       r.querySelector('input').focus();
     } }, 'Add header'));
   const disabled = checkbox('Disabled', { name: 'disabled', checked: Boolean(endpoint && endpoint.disabled) });
+  const fe = fieldErrors();
+  fe.add('url', url);
+  fe.add('description', description);
+  fe.add('types', types.querySelector('legend'), types.querySelector('.hint'));
+  fe.add('channels', channels);
+  const headerRows = () => [...rows.querySelectorAll('.header-row')].map((r, i) => {
+    const key = `hdr:${i}`;
+    const name = r.querySelector('.hdr-name');
+    fe.add(key, name, r);
+    return { key, row: r, name: name.value.trim(), value: r.querySelector('.hdr-value').value };
+  });
+  const chanList = () => channels.value.split(',').map((x) => x.trim()).filter(Boolean);
 
-  return {
+  const fields = {
     nodes: [field('URL', url), field('Description', description), types,
-      field('Channels', channels, 'Comma separated. Empty: messages of every channel.'), hdrs, disabled],
+      field('Channels', channels, 'Comma separated: letters, digits, - _ . : only. Empty: messages of every channel.'), hdrs, disabled],
+    check() {
+      const errors = { url: checkUrl(url.value) };
+      if (new TextEncoder().encode(description.value).length > 4096) errors.description = 'Too long: at most 4096 bytes.';
+      errors.channels = checkChannels(chanList());
+      const seen = new Set();
+      for (const r of headerRows()) {
+        if (!r.name) {
+          if (r.value) errors[r.key] = 'Give this header a name, or remove it.';
+          continue;
+        }
+        const lower = r.name.toLowerCase();
+        let msg = checkHeaderName(r.name);
+        if (!msg && seen.has(lower)) msg = 'This header is already in the list.';
+        if (!msg && (/[\r\n\0]/.test(r.value) || r.value.length > 4096)) msg = 'The value must be one line of at most 4096 characters.';
+        seen.add(lower);
+        errors[r.key] = msg;
+      }
+      fe.check(errors);
+    },
+    fromServer(err) {
+      const hdrs2 = headerRows();
+      fe.fromServer(err, (loc) => {
+        if (loc[0] === 'url' || loc[0] === 'description' || loc[0] === 'channels') return loc[0];
+        if (loc[0] === 'filterTypes' || loc[0] === 'eventTypes') return 'types';
+        if (loc[0] === 'headers' && loc.length > 1) {
+          const name = loc.slice(1).join('.').toLowerCase();
+          const r = hdrs2.find((x) => x.name.toLowerCase() === name);
+          return r ? r.key : null;
+        }
+        return null;
+      });
+    },
+    clear: () => fe.clear(),
     values() {
       const filter = boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
-      const chans = channels.value.split(',').map((s) => s.trim()).filter(Boolean);
+      const chans = chanList();
       const set = {};
       const keep = [];
       for (const r of rows.querySelectorAll('.header-row')) {
@@ -82,6 +131,23 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
       };
     },
   };
+  return fields;
+}
+
+/** Check in the browser, save, and map a 422 onto the fields; throws what the form should show. */
+async function submitEndpoint(f, appId, endpoint, before) {
+  f.check();
+  try {
+    return await saveEndpoint(appId, endpoint, before, f.values());
+  } catch (e) {
+    try {
+      f.fromServer(e);
+    } catch (shown) {
+      if (e.partial) shown.message = `Settings saved, but not the headers. ${shown.message}`;
+      throw shown;
+    }
+    throw e;
+  }
 }
 
 async function saveHeaders(base, before, v) {
@@ -110,6 +176,7 @@ export async function saveEndpoint(appId, endpoint, before, v) {
     await saveHeaders(base, before, v);
   } catch (e) {
     e.message = `Settings saved, but not the headers: ${e.message}`;
+    e.partial = true;
     throw e;
   }
   return ep;
@@ -120,10 +187,11 @@ export function createEndpointDialog(appId, eventTypes, done) {
   const f = endpointFields({ eventTypes });
   formDialog({
     title: 'Create endpoint',
+    submitLabel: 'Create',
     wide: true,
     body: f.nodes,
     async onSubmit() {
-      const ep = await saveEndpoint(appId, null, null, f.values());
+      const ep = await submitEndpoint(f, appId, null, null);
       toast('Endpoint created.');
       done(ep);
     },
@@ -142,11 +210,12 @@ export function endpointSettingsForm({ appId, endpoint, headers, eventTypes, onS
     busy(save, async () => {
       err.clear();
       try {
-        const ep = await saveEndpoint(appId, endpoint, headers, f.values());
+        const ep = await submitEndpoint(f, appId, endpoint, headers);
         toast('Endpoint saved.');
         await onSaved(ep);
       } catch (e2) {
         err.show(e2);
+        if (!(e2 instanceof FieldErrors)) err.el.scrollIntoView({ block: 'nearest' });
       }
     });
   });

@@ -1,15 +1,26 @@
 // views/endpoint.js — owns an endpoint's page (#/apps/{app}/endpoints/{ep}): health, settings,
 // signing secret (reveal, copy, rotate), test event, recovery of failed messages, recent attempts,
-// and deleting the endpoint.
+// and deleting the endpoint. Every section but health is a <details> card: open on wide screens,
+// closed on phones, so the page stays short there.
 
 import { api, seg, isAbort } from '../api.js';
 import { h, badge, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, route, toast, copyText } from '../ui.js';
 import { loadEventTypes, endpointSettingsForm } from './endpoint-form.js';
 import { lastStatus, successRate, stateCell } from './endpoints.js';
 import { attemptsTable } from './attempts.js';
+import { fieldErrors } from '../forms.js';
 
+/** Phones get the sections closed (see app.css's 640px breakpoint). */
+const openByDefault = () => !window.matchMedia('(max-width: 640px)').matches;
+
+/** A collapsible card; `key` names it for tests and `note` sits in its summary line. */
 function card(title, ...children) {
-  return h('section', { class: 'card' }, h('h2', null, title), children);
+  return section(title, null, children);
+}
+
+function section(title, key, children, { note = null, extraClass = '' } = {}) {
+  return h('details', { class: `card ${extraClass}`.trim(), open: openByDefault(), 'data-section': key || title },
+    h('summary', null, h('h2', null, title), note), children);
 }
 
 function healthList({ ep, health }) {
@@ -93,7 +104,7 @@ function testCard(base, appId, eventTypes) {
   const err = errorBox();
   const result = h('p', { class: 'result', role: 'status' });
   const sel = h('select', { name: 'eventType' }, h('option', { value: 'herald.test' }, 'herald.test'),
-    eventTypes.filter((t) => !t.archived).map((t) => h('option', { value: t.name }, t.name)));
+    eventTypes.filter((t) => !t.archived).map((t) => h('option', { value: t.name }, t.example ? `${t.name} (its example)` : t.name)));
   const send = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Send test event');
   const form = h('form', { class: 'inline-form', novalidate: true }, field('Event type', sel), h('div', { class: 'actions' }, send));
   form.addEventListener('submit', (e) => {
@@ -103,13 +114,15 @@ function testCard(base, appId, eventTypes) {
       result.replaceChildren();
       try {
         const msg = await api.post(`${base}/send-example`, { eventType: sel.value });
-        result.replaceChildren('Sent ', h('a', { href: route('apps', appId, 'messages', msg.id) }, msg.id), '.');
+        const chosen = eventTypes.find((t) => t.name === sel.value);
+        result.replaceChildren('Sent ', h('a', { href: route('apps', appId, 'messages', msg.id) }, msg.id),
+          chosen && chosen.example ? ' with the event type’s example payload.' : ' with a test payload.');
       } catch (e2) {
         err.show(e2);
       }
     });
   });
-  return card('Send test event', h('p', { class: 'muted' }, 'An example message, delivered to this endpoint only.'), form, err.el, result);
+  return card('Send test event', h('p', { class: 'muted' }, 'An example message, delivered to this endpoint only: the event type’s example payload when it has one (see Event types).'), form, err.el, result);
 }
 
 function localInputValue(d) {
@@ -120,25 +133,33 @@ function localInputValue(d) {
 function recoverCard(base, ctx) {
   const err = errorBox();
   const result = h('p', { class: 'result', role: 'status' });
-  const since = h('input', { type: 'datetime-local', name: 'since', required: true, value: localInputValue(new Date(Date.now() - 86400000)) });
+  const since = h('input', { type: 'datetime-local', name: 'since', required: true, value: localInputValue(new Date(Date.now() - 86400000)),
+    max: localInputValue(new Date()) });
   const go = h('button', { type: 'submit', class: 'btn' }, 'Recover');
+  const fe = fieldErrors();
+  fe.add('since', since);
   const form = h('form', { class: 'inline-form', novalidate: true }, field('Since', since), h('div', { class: 'actions' }, go));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     err.clear();
+    fe.clear();
     result.textContent = '';
     const when = new Date(since.value);
-    if (!since.value || Number.isNaN(when.getTime())) {
-      err.show('Choose the date and time to recover from.');
+    try {
+      if (!since.value || Number.isNaN(when.getTime())) fe.check({ since: 'Choose the date and time to recover from.' });
+      if (when.getTime() > Date.now()) {
+        fe.check({ since: 'This time is in the future: no message was created after it, so there is nothing to recover.' });
+      }
+    } catch {
       return;
     }
     busy(go, async () => {
       try {
-        const task = await api.post(`${base}/recover`, { since: when.toISOString() });
-        result.textContent = `Recovery started (task ${task.id}): failed messages since ${when.toLocaleString()} are being re-sent.`;
+        await api.post(`${base}/recover`, { since: when.toISOString() }).catch((e2) => fe.fromServer(e2, (loc) => (loc[0] === 'since' ? 'since' : null)));
+        result.textContent = `Recovery started: every message created since ${when.toLocaleString()} whose delivery here failed is being re-sent. Watch Recent attempts.`;
         ctx.refresh();
       } catch (e2) {
-        err.show(e2);
+        if (e2.name !== 'FieldErrors') err.show(e2);
       }
     });
   });
@@ -207,11 +228,12 @@ export async function endpointView(root, ctx) {
     meta,
     err.el,
     h('div', { class: 'grid-2' },
-      card('Health', healthRegion),
-      h('section', { class: 'card' }, h('h2', null, 'Settings'), settingsSlot)),
+      h('section', { class: 'card' }, h('h2', null, 'Health'), healthRegion),
+      section('Settings', 'settings', [settingsSlot])),
     h('div', { class: 'grid-3' }, secretCard(base), testCard(base, appId, eventTypes), recoverCard(base, ctx)),
-    h('section', { class: 'stack' }, h('h2', null, 'Recent attempts'), attemptsRegion),
-    h('section', { class: 'danger-zone' }, h('h2', null, 'Delete'), h('p', { class: 'muted' }, 'Deleting an endpoint cannot be undone.'), del));
+    h('div', { class: 'endpoint-sections' },
+      section('Recent attempts', 'attempts', [attemptsRegion]),
+      section('Delete', 'delete', [h('p', { class: 'muted' }, 'Deleting an endpoint cannot be undone.'), del], { extraClass: 'danger-zone' })));
 
   ctx.poll(async () => {
     try {
