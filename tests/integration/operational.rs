@@ -375,6 +375,9 @@ async fn attempt_events_follow_svix_thresholds_and_a_410_sends_endpoint_disabled
         ]),
     )
     .await;
+    // An operational endpoint that always fails: its failures are never reported (no loops).
+    let broken = Receiver::start(Answer::Status(500)).await;
+    subscribe(&h, &broken.url, None).await;
     let customer = Receiver::start(Answer::Status(200)).await;
     let api = h.svix();
     let app = api
@@ -430,6 +433,10 @@ async fn attempt_events_follow_svix_thresholds_and_a_410_sends_endpoint_disabled
     send("third").await;
     let got = ops_rx
         .wait_until("disabled", WAIT, |r| count(r, "endpoint.disabled") == 1)
+        .await;
+    // Enough for the broken endpoint to fail past the failing threshold.
+    broken
+        .wait_until("the broken endpoint's retries", WAIT, |r| r.len() >= 8)
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(ops_rx.received().len(), got.len(), "nothing more");
