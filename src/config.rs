@@ -157,6 +157,8 @@ pub struct DeliveryConfig {
     pub disable_after: f64,
     /// Also send the signature headers under their `svix-` names.
     pub svix_headers: bool,
+    /// Failed tries of a message after which the operational event `message.attempt.failing` is sent.
+    pub failing_event_after: u32,
 }
 
 impl Default for ServerConfig {
@@ -217,6 +219,7 @@ impl Default for DeliveryConfig {
             fast_recovery: true,
             disable_after: 5.0 * 86400.0,
             svix_headers: false,
+            failing_event_after: 4,
         }
     }
 }
@@ -384,6 +387,9 @@ impl Config {
         if !(d.disable_after.is_finite() && d.disable_after >= 0.0) {
             return bad("delivery.disable_after", "must be a number of seconds");
         }
+        if d.failing_event_after == 0 {
+            return bad("delivery.failing_event_after", "must be at least 1");
+        }
         if !(self.server.shutdown_grace.is_finite()
             && (0.0..=3600.0).contains(&self.server.shutdown_grace))
         {
@@ -488,6 +494,7 @@ impl Config {
             fast_recovery: d.fast_recovery,
             disable_after: secs(d.disable_after),
             svix_headers: d.svix_headers,
+            failing_event_after: d.failing_event_after,
         }
     }
 

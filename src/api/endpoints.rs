@@ -159,7 +159,7 @@ fn check_filters(
     Ok(())
 }
 
-fn as_set(items: &[String]) -> Vec<String> {
+pub(super) fn as_set(items: &[String]) -> Vec<String> {
     items
         .iter()
         .cloned()
@@ -335,6 +335,7 @@ async fn create(s: State, app: Seg, body: Bytes) -> Result<Response, ApiError> {
     input.validate(&s)?;
     let ep = input.into_endpoint(&app, None)?;
     s.store.create_endpoint(&ep).await?;
+    s.delivery.endpoint_changed(&app, None, Some(&ep)).await;
     Ok(reply(StatusCode::CREATED, &EndpointOut::from(ep)))
 }
 
@@ -370,6 +371,9 @@ async fn upsert(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Ap
                 }
             })
             .await?;
+        s.delivery
+            .endpoint_changed(&app, Some(&existing), Some(&updated))
+            .await;
         return Ok(reply(StatusCode::OK, &EndpointOut::from(updated)));
     }
     let uid = match &input.uid {
@@ -382,11 +386,12 @@ async fn upsert(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Ap
     };
     let new = input.into_endpoint(&app, uid)?;
     s.store.create_endpoint(&new).await?;
+    s.delivery.endpoint_changed(&app, None, Some(&new)).await;
     Ok(reply(StatusCode::CREATED, &EndpointOut::from(new)))
 }
 
 /// An operator's enable clears the reason Herald recorded when it disabled the endpoint.
-fn set_disabled(e: &mut Endpoint, disabled: bool) {
+pub(super) fn set_disabled(e: &mut Endpoint, disabled: bool) {
     if !disabled {
         e.disabled_reason = None;
     }
@@ -437,12 +442,16 @@ async fn patch(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Api
             input.throttle_rate.clone().apply_to(&mut e.throttle_rate);
         })
         .await?;
+    s.delivery
+        .endpoint_changed(&app, Some(&existing), Some(&updated))
+        .await;
     Ok(reply(StatusCode::OK, &EndpointOut::from(updated)))
 }
 
 async fn delete(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
     let (app, ep) = find(&s, &app, &ep)?;
     if s.store.delete_endpoint(&app.id, &ep.id).await? {
+        s.delivery.endpoint_changed(&app, Some(&ep), None).await;
         Ok(no_content())
     } else {
         Err(ApiError::NotFound("endpoint not found"))
@@ -462,10 +471,26 @@ fn get_secret(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
 /// Replace the signing key; the old one keeps signing (beside the new) for the grace period, so
 /// receivers can switch without dropping deliveries.
 async fn rotate_secret(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {
+    let (new_key, grace) = rotation(&body)?;
+    let (app, existing) = find(&s, &app, &ep)?;
+    let now = Timestamp::now();
+    s.store
+        .update_endpoint(&app.id, &existing.id, |e| rotate(e, &new_key, grace, now))
+        .await?;
+    Ok(reply(
+        StatusCode::OK,
+        &SecretOut {
+            key: new_key.to_whsec(),
+        },
+    ))
+}
+
+/// A rotate request's body (may be empty): the new key and the old one's grace period.
+pub(super) fn rotation(body: &[u8]) -> Result<(SigningKey, u32), ApiError> {
     let input: RotateIn = if body.iter().all(u8::is_ascii_whitespace) {
         RotateIn::default()
     } else {
-        json::parse(&body)?
+        json::parse(body)?
     };
     let grace = input.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
     if grace > MAX_GRACE_SECONDS {
@@ -479,43 +504,41 @@ async fn rotate_secret(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Respo
         Some(k) => SigningKey::parse("key", k)?,
         None => SigningKey::generate().map_err(|e| ApiError::Internal(format!("csprng: {e}")))?,
     };
-    let (app, existing) = find(&s, &app, &ep)?;
-    let now = Timestamp::now();
-    s.store
-        .update_endpoint(&app.id, &existing.id, |e| {
-            let old = std::mem::replace(&mut e.secret, new_key.clone());
-            e.retired_keys.retain(|k| k.expires_at > now);
-            if grace > 0 {
-                e.retired_keys.push(RetiredKey {
-                    key: old,
-                    expires_at: now.plus_seconds(grace.into()),
-                });
-            }
-            let excess = e.retired_keys.len().saturating_sub(MAX_RETIRED_KEYS);
-            e.retired_keys.drain(..excess);
-        })
-        .await?;
-    Ok(reply(
-        StatusCode::OK,
-        &SecretOut {
-            key: new_key.to_whsec(),
-        },
-    ))
+    Ok((new_key, grace))
 }
 
-fn get_headers(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
-    let (_, ep) = find(&s, &app, &ep)?;
+/// Sign with `new_key` from now on; the old key keeps signing for `grace` seconds.
+pub(super) fn rotate(e: &mut Endpoint, new_key: &SigningKey, grace: u32, now: Timestamp) {
+    let old = std::mem::replace(&mut e.secret, new_key.clone());
+    e.retired_keys.retain(|k| k.expires_at > now);
+    if grace > 0 {
+        e.retired_keys.push(RetiredKey {
+            key: old,
+            expires_at: now.plus_seconds(grace.into()),
+        });
+    }
+    let excess = e.retired_keys.len().saturating_sub(MAX_RETIRED_KEYS);
+    e.retired_keys.drain(..excess);
+}
+
+/// The endpoint's custom headers as Svix shows them: sensitive ones by name only.
+pub(super) fn headers_reply(ep: Endpoint) -> Response {
     let (sensitive, plain): (BTreeMap<_, _>, BTreeMap<_, _>) = ep
         .headers
         .into_iter()
         .partition(|(k, _)| validate::is_sensitive_header(k));
-    Ok(reply(
+    reply(
         StatusCode::OK,
         &HeadersOut {
             headers: plain,
             sensitive: sensitive.into_keys().collect(),
         },
-    ))
+    )
+}
+
+fn get_headers(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
+    let (_, ep) = find(&s, &app, &ep)?;
+    Ok(headers_reply(ep))
 }
 
 async fn set_headers(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {

@@ -15,6 +15,7 @@ mod json;
 mod messages;
 mod metrics;
 mod openapi;
+mod operational;
 mod overview;
 mod pagination;
 mod query;
@@ -94,6 +95,8 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(admin::routes(state.clone()))
             .unify()
             .or(metrics::stats_routes(state.clone()))
+            .unify()
+            .or(operational::routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))

@@ -7,6 +7,7 @@
 mod breaker;
 mod client;
 mod dispatcher;
+pub mod operational;
 pub mod retry;
 pub mod signer;
 pub mod ssrf;
@@ -48,6 +49,8 @@ pub struct DeliveryOptions {
     pub disable_after: Duration,
     /// Also send `svix-id`, `svix-timestamp` and `svix-signature`.
     pub svix_headers: bool,
+    /// Send `message.attempt.failing` after this many failed tries of a message (Svix: 4).
+    pub failing_event_after: u32,
 }
 
 impl Default for DeliveryOptions {
@@ -66,6 +69,7 @@ impl Default for DeliveryOptions {
             fast_recovery: true,
             disable_after: Duration::from_secs(5 * 86400),
             svix_headers: false,
+            failing_event_after: 4,
         }
     }
 }

@@ -1,13 +1,16 @@
 //! One try of one task: load the endpoint and message, sign, POST, record the outcome (one
 //! transaction: attempt, destination, task removed or rescheduled, health clock), and apply the
 //! endpoint-level consequences (410 Gone disables it; exhausting messages with no success for long
-//! disables it). It reports back what the try said; the dispatcher decides what follows.
+//! disables it), then the operational events they call for (`operational`). It reports back what
+//! the try said; the dispatcher decides what follows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::breaker::Signal;
 use super::client::{headers, Outcome};
 use super::dispatcher::{EpRef, Shared};
+use super::operational;
 use super::retry::{jitter_sample, next_delay, Failure};
 use super::signer::sign;
 use crate::domain::{
@@ -144,8 +147,28 @@ async fn try_inner(
     };
     let health = store.finish_try(&record).await?;
 
+    // Svix's thresholds: failing once, at the N-th failed try of a message still being retried;
+    // recovered on a later success of a message that was reported failing.
+    let scheduled = qt.task.trigger == Trigger::Scheduled;
+    let threshold = shared.opts.failing_event_after;
+    let attempt_event = if exhausted {
+        Some(operational::ATTEMPT_EXHAUSTED)
+    } else if scheduled && !success && retry_in.is_some() && tries == threshold {
+        Some(operational::ATTEMPT_FAILING)
+    } else if scheduled && success && qt.task.tries >= threshold {
+        Some(operational::ATTEMPT_RECOVERED)
+    } else {
+        None
+    };
+    if let Some(event) = attempt_event {
+        operational::attempt_event(shared, event, &msg, &record.attempt).await;
+    }
+
     if gone {
-        disable(shared, ep_ref, "the endpoint answered 410 Gone".to_string()).await?;
+        let reason = "the endpoint answered 410 Gone";
+        if let Some(ep) = disable(shared, ep_ref, reason.to_string()).await? {
+            operational::endpoint_disabled(shared, &ep, Some(now), reason).await;
+        }
     } else if exhausted {
         let limit = shared.opts.disable_after.as_millis() as i64;
         if let Some(since) = health
@@ -156,7 +179,9 @@ async fn try_inner(
                 "messages exhausted their retries with no success since {}",
                 since.to_rfc3339()
             );
-            disable(shared, ep_ref, reason).await?;
+            if let Some(ep) = disable(shared, ep_ref, reason.clone()).await? {
+                operational::endpoint_disabled(shared, &ep, Some(since), &reason).await;
+            }
         }
     }
     Ok(Report {
@@ -197,11 +222,20 @@ async fn post(shared: &Shared, ep: &Endpoint, msg: &Message) -> Outcome {
         .await
 }
 
-async fn disable(shared: &Shared, ep: &EpRef, reason: String) -> Result<(), StoreError> {
+/// Disable the endpoint; the endpoint when this call disabled it, `None` when it was disabled
+/// already or is gone.
+async fn disable(
+    shared: &Shared,
+    ep: &EpRef,
+    reason: String,
+) -> Result<Option<Endpoint>, StoreError> {
     tracing::warn!(endpoint = %ep.1, %reason, "disabling endpoint");
+    // The change may run more than once (transaction retries): the last run tells.
+    let flipped = AtomicBool::new(false);
     let result = shared
         .store
         .update_endpoint(&ep.0, &ep.1, |e| {
+            flipped.store(!e.disabled, Ordering::Relaxed);
             if !e.disabled {
                 e.disabled = true;
                 e.disabled_reason = Some(reason.clone());
@@ -209,7 +243,8 @@ async fn disable(shared: &Shared, ep: &EpRef, reason: String) -> Result<(), Stor
         })
         .await;
     match result {
-        Err(StoreError::NotFound) => Ok(()),
-        other => other.map(|_| ()),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+        Ok(ep) => Ok(flipped.load(Ordering::Relaxed).then_some(ep)),
     }
 }

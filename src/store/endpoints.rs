@@ -46,7 +46,8 @@ impl Store {
         let app_key = keys::app(&ep.app_id);
         (&i.apps, &i.endpoints, &i.endpoint_uid).transaction(|(apps, eps, uids)| {
             // Reading the app inside the transaction keeps a concurrent app delete from orphaning us.
-            if apps.get(&app_key)?.is_none() {
+            // The operational application has no record (see `operational`).
+            if ep.app_id != *super::operational_app() && apps.get(&app_key)?.is_none() {
                 return abort(StoreError::NotFound);
             }
             put_with_uid(
@@ -96,12 +97,12 @@ impl Store {
             .try_map(|e| self.unseal(e))
     }
 
-    /// How many endpoints are disabled, in all applications.
+    /// How many customer endpoints are disabled, in all applications.
     pub fn disabled_endpoints(&self) -> Result<u64, StoreError> {
         let mut n = 0;
         for r in self.inner.endpoints.iter() {
             let ep: Endpoint = decode(&r?.1)?;
-            n += u64::from(ep.disabled);
+            n += u64::from(ep.disabled && ep.app_id != *super::operational_app());
         }
         Ok(n)
     }

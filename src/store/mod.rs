@@ -17,6 +17,7 @@ mod event_types;
 mod idempotency;
 pub mod keys;
 mod messages;
+mod operational;
 pub mod page;
 pub mod payloads;
 mod retention;
@@ -40,6 +41,7 @@ pub use check::{check, CheckReport};
 pub use delivery::{QueuedTask, TryRecord};
 pub use idempotency::{Answer, IdempotencyRecord};
 pub use messages::CreateOutcome;
+pub use operational::operational_app;
 pub use page::{Budget, Direction, Page, PageQuery, SCAN_RECORDS};
 pub use space::{StorageStatus, WriteKind, BALLAST_FILE};
 

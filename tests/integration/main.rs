@@ -23,6 +23,7 @@ mod lifecycle;
 mod lists;
 mod metrics;
 mod openapi;
+mod operational;
 mod power_loss;
 mod slow_clients;
 mod support;

@@ -64,6 +64,30 @@ const ROUTES: &[(&str, &str)] = &[
         "post",
         "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
     ),
+    ("get", "/api/v1/operational-webhook/endpoint"),
+    ("post", "/api/v1/operational-webhook/endpoint"),
+    ("get", "/api/v1/operational-webhook/endpoint/{endpoint_id}"),
+    ("put", "/api/v1/operational-webhook/endpoint/{endpoint_id}"),
+    (
+        "delete",
+        "/api/v1/operational-webhook/endpoint/{endpoint_id}",
+    ),
+    (
+        "get",
+        "/api/v1/operational-webhook/endpoint/{endpoint_id}/secret",
+    ),
+    (
+        "post",
+        "/api/v1/operational-webhook/endpoint/{endpoint_id}/secret/rotate",
+    ),
+    (
+        "get",
+        "/api/v1/operational-webhook/endpoint/{endpoint_id}/headers",
+    ),
+    (
+        "put",
+        "/api/v1/operational-webhook/endpoint/{endpoint_id}/headers",
+    ),
 ];
 
 #[tokio::test]
