@@ -98,6 +98,7 @@ pub async fn run(
         in_flight: Default::default(),
         body_read_timeout: std::time::Duration::from_secs_f64(config.server.body_read_timeout),
         backup_dir: config.backup_dir(),
+        https: tls.is_some(),
     });
     let acceptor = match &tls {
         Some(cert) => {
@@ -256,6 +257,10 @@ async fn sweep(store: Store, retention_days: u32) {
         let s = store.clone();
         let swept = tokio::task::spawn_blocking(move || {
             let keys = s.purge_expired_idempotency()?;
+            let tokens = s.purge_expired_app_tokens(Timestamp::now())?;
+            if tokens > 0 {
+                tracing::info!(app_tokens = tokens, "expired application tokens removed");
+            }
             let msgs = match retention_days {
                 0 => 0,
                 days => s.purge_messages_before(

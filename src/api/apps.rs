@@ -16,14 +16,15 @@ use super::{body, no_content, query, reply, respond, with, Seg, State};
 use crate::domain::{validate, AppId, Application, Metadata, Timestamp};
 use crate::store::StoreError;
 
+/// Also the inline application of `app-portal-access`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ApplicationIn {
-    name: String,
-    uid: Option<String>,
-    metadata: Option<Metadata>,
+pub(super) struct ApplicationIn {
+    pub(super) name: String,
+    pub(super) uid: Option<String>,
+    pub(super) metadata: Option<Metadata>,
     #[serde(alias = "rateLimit")]
-    throttle_rate: Option<u16>,
+    pub(super) throttle_rate: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +68,7 @@ impl From<Application> for ApplicationOut {
 }
 
 impl ApplicationIn {
-    fn validate(&self, s: &State) -> Result<(), ApiError> {
+    pub(super) fn validate(&self, s: &State) -> Result<(), ApiError> {
         validate::name("name", &self.name)?;
         if let Some(uid) = &self.uid {
             validate::uid("uid", uid)?;

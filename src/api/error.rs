@@ -17,6 +17,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("authentication failed")]
     Unauthorized,
+    /// A valid credential that may not do this (an application token's scope).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{0}")]
     NotFound(&'static str),
     #[error("method not allowed")]
@@ -88,6 +91,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -103,6 +107,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "authentication_failed",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -176,6 +181,8 @@ pub async fn handle_rejection(r: warp::Rejection) -> Result<Response, std::conve
     let err = if let Some(e) = r.find::<ApiError>() {
         match e {
             ApiError::Unauthorized => ApiError::Unauthorized,
+            ApiError::Forbidden(m) => ApiError::Forbidden(m),
+            ApiError::NotFound(m) => ApiError::NotFound(m),
             ApiError::PayloadTooLarge(n) => ApiError::PayloadTooLarge(*n),
             ApiError::RequestTimeout(t) => ApiError::RequestTimeout(*t),
             ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),

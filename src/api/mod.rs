@@ -6,6 +6,7 @@ mod admin;
 mod apps;
 mod attempts;
 pub mod auth;
+pub mod authz;
 mod endpoints;
 pub mod error;
 mod event_types;
@@ -18,6 +19,7 @@ mod openapi;
 mod operational;
 mod overview;
 mod pagination;
+mod portal_access;
 mod query;
 mod ui;
 
@@ -53,6 +55,8 @@ pub struct ApiState {
     pub body_read_timeout: std::time::Duration,
     /// Where backups are written (`store.backup_dir`).
     pub backup_dir: std::path::PathBuf,
+    /// Served over TLS: portal links are `https://`.
+    pub https: bool,
 }
 
 pub type State = Arc<ApiState>;
@@ -97,6 +101,8 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(metrics::stats_routes(state.clone()))
             .unify()
             .or(operational::routes(state.clone()))
+            .unify()
+            .or(portal_access::routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))
@@ -113,13 +119,34 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Let the request through only if the one table (`authz`) allows its credential this route.
 fn authenticated(state: State) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and_then(move |h: Option<String>| {
-            let result = state.auth.check(h.as_deref()).map_err(warp::reject::custom);
-            async move { result }
-        })
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(
+            move |m: warp::http::Method, p: warp::path::FullPath, h: Option<String>| {
+                let result = authorize(&state, m.as_str(), p.as_str(), h.as_deref())
+                    .map_err(warp::reject::custom);
+                async move { result }
+            },
+        )
         .untuple_one()
+}
+
+fn authorize(s: &State, method: &str, path: &str, header: Option<&str>) -> Result<(), ApiError> {
+    let credential = s.auth.credential(&s.store, header)?;
+    authz::authorize(method, path, credential.as_ref(), |t, seg| {
+        let Ok(Seg(id_or_uid)) = seg.parse::<Seg>() else {
+            return Ok(false);
+        };
+        if id_or_uid == t.app_id.as_str() {
+            return Ok(true);
+        }
+        Ok(s.store
+            .get_app(&id_or_uid)?
+            .is_some_and(|a| a.id == t.app_id))
+    })
 }
 
 /// The state, for handlers.

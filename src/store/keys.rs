@@ -9,6 +9,7 @@
 //! | `endpoint_uid`  | app ksuid (27) ‖ uid                  | endpoint ksuid |
 //! | `meta`          | `main_key_check`                      | sealed check value |
 //! | `tokens`        | SHA-256 of the token (32)             | ApiToken       |
+//! | `app_tokens`    | SHA-256 of the token (32)             | AppToken       |
 //! | `messages`      | app (27) ‖ msg (27)                   | Message        |
 //! | `msg_event_id`  | app (27) ‖ eventId                    | msg ksuid      |
 //! | `idempotency`   | SHA-256(token hash ‖ path ‖ key) (32) | IdempotencyRecord |
@@ -35,6 +36,7 @@ pub const TREE_EVENT_TYPES: &str = "event_types";
 pub const TREE_ENDPOINTS: &str = "endpoints";
 pub const TREE_ENDPOINT_UID: &str = "endpoint_uid";
 pub const TREE_TOKENS: &str = "tokens";
+pub const TREE_APP_TOKENS: &str = "app_tokens";
 pub const TREE_MESSAGES: &str = "messages";
 pub const TREE_MSG_EVENT_ID: &str = "msg_event_id";
 pub const TREE_IDEMPOTENCY: &str = "idempotency";

@@ -7,6 +7,7 @@
 //! look-ups. Writes of new records first check the free disk space (`space`), so a full disk
 //! answers "no space" instead of breaking the engine.
 
+mod app_tokens;
 mod apps;
 mod check;
 mod codec;
@@ -149,6 +150,7 @@ struct Inner {
     endpoints: sled::Tree,
     endpoint_uid: sled::Tree,
     tokens: sled::Tree,
+    app_tokens: sled::Tree,
     sealer: seal::Sealer,
     /// Writers hold it shared around the sync part of each write; a backup holds it alone for two
     /// moments (see `backup_to`), so what it copies is one consistent state.
@@ -238,6 +240,7 @@ impl Store {
             endpoints: tree(keys::TREE_ENDPOINTS)?,
             endpoint_uid: tree(keys::TREE_ENDPOINT_UID)?,
             tokens: tree(keys::TREE_TOKENS)?,
+            app_tokens: tree(keys::TREE_APP_TOKENS)?,
             messages: tree(keys::TREE_MESSAGES)?,
             msg_event_id: tree(keys::TREE_MSG_EVENT_ID)?,
             idempotency: tree(keys::TREE_IDEMPOTENCY)?,

@@ -1,6 +1,7 @@
 //! One integration binary: every test drives the real `herald` binary (started on 127.0.0.1:0 with a
 //! temporary data directory) through the official `svix` SDK or plain HTTP.
 
+mod app_tokens;
 mod apps;
 mod backup_load;
 mod check;
