@@ -28,4 +28,5 @@ mod slow_clients;
 mod support;
 mod tls;
 mod ui_api;
+mod ui_filters;
 mod upgrade;
