@@ -38,6 +38,8 @@ const OUTCOMES: [(Outcome, &str); 4] = [
 #[derive(Debug, Default)]
 pub struct Metrics {
     messages_accepted: AtomicU64,
+    /// Of those, test events (`send-example`).
+    test_messages_accepted: AtomicU64,
     deliveries: [AtomicU64; 4],
     /// Cumulative counts per bucket, then the +Inf bucket.
     duration_buckets: [AtomicU64; 13],
@@ -73,6 +75,8 @@ const HISTORY_MINUTES: usize = 60;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub accepted: u64,
+    /// Of `accepted`, test events sent with `send-example`.
+    pub test: u64,
     /// Tries that succeeded.
     pub delivered: u64,
     /// Tries that did not (an error status, a timeout, a network error).
@@ -83,6 +87,7 @@ impl Counts {
     fn minus(self, earlier: Counts) -> Counts {
         Counts {
             accepted: self.accepted.saturating_sub(earlier.accepted),
+            test: self.test.saturating_sub(earlier.test),
             delivered: self.delivered.saturating_sub(earlier.delivered),
             failed: self.failed.saturating_sub(earlier.failed),
         }
@@ -91,6 +96,7 @@ impl Counts {
     fn plus(self, other: Counts) -> Counts {
         Counts {
             accepted: self.accepted + other.accepted,
+            test: self.test + other.test,
             delivered: self.delivered + other.delivered,
             failed: self.failed + other.failed,
         }
@@ -137,6 +143,13 @@ impl Metrics {
         self.messages_accepted.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A test event accepted: counted as accepted too (it is real traffic to the endpoint), and
+    /// apart, so the dashboard can tell them apart.
+    pub fn test_message_accepted(&self) {
+        self.message_accepted();
+        self.test_messages_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn attempt(&self, outcome: Outcome, took: Duration) {
         let i = OUTCOMES
             .iter()
@@ -178,6 +191,7 @@ impl Metrics {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Counts {
             accepted: load(&self.messages_accepted),
+            test: load(&self.test_messages_accepted),
             delivered: load(&self.deliveries[0]),
             failed: self.deliveries[1..].iter().map(load).sum(),
         }
@@ -460,7 +474,7 @@ mod tests {
         m.attempt(Outcome::Success, Duration::from_millis(1));
         m.tick(minute(1) + 1_000);
         m.message_accepted();
-        m.message_accepted();
+        m.test_message_accepted();
         m.attempt(Outcome::Timeout, Duration::from_secs(1));
         m.attempt(Outcome::NetworkError, Duration::from_millis(1));
         let r = m.recent(minute(1) + 30_000);
@@ -471,6 +485,7 @@ mod tests {
                     minute(0),
                     Counts {
                         accepted: 1,
+                        test: 0,
                         delivered: 1,
                         failed: 0
                     }
@@ -479,6 +494,7 @@ mod tests {
                     minute(1),
                     Counts {
                         accepted: 2,
+                        test: 1,
                         delivered: 0,
                         failed: 2
                     }
@@ -500,6 +516,7 @@ mod tests {
             r.total,
             Counts {
                 accepted: 1,
+                test: 0,
                 delivered: 0,
                 failed: 0
             }

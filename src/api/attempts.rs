@@ -2,6 +2,8 @@
 //! resend (a manual try, not retried), recover (re-send an endpoint's failed messages in a window)
 //! endpoint stats, and endpoint health (a Herald extension, for the admin UI).
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use warp::filters::BoxedFilter;
@@ -13,13 +15,13 @@ use super::apps::find_app;
 use super::error::ApiError;
 use super::idempotency::{self, Idempotency};
 use super::json;
-use super::messages::time_param;
+use super::messages::{time_param, MessageOut};
 use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
 use crate::domain::{
-    Application, Attempt, AttemptId, DeliveryStatus, Destination, Endpoint, Message, Timestamp,
-    ValidationError,
+    AppId, Application, Attempt, AttemptId, DeliveryStatus, Destination, Endpoint, Message,
+    MessageId, Timestamp, ValidationError,
 };
 use crate::store::Page;
 
@@ -37,11 +39,18 @@ struct AttemptOut {
     status_text: &'static str,
     trigger_type: u8,
     timestamp: String,
-    msg: Option<()>,
+    /// Herald extension: with no HTTP response (`responseStatusCode` 0), what went wrong (see
+    /// `delivery::no_response_kind`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_kind: Option<&'static str>,
+    /// The message (without payload) when the list was asked `with_msg=true`, else null.
+    msg: Option<serde_json::Value>,
 }
 
 impl From<Attempt> for AttemptOut {
     fn from(a: Attempt) -> Self {
+        let error_kind =
+            (a.response_status_code == 0).then(|| crate::delivery::no_response_kind(&a.response));
         AttemptOut {
             id: a.id.to_string(),
             msg_id: a.msg_id.to_string(),
@@ -54,6 +63,7 @@ impl From<Attempt> for AttemptOut {
             status_text: a.status.text(),
             trigger_type: a.trigger.code(),
             timestamp: a.created_at.to_rfc3339(),
+            error_kind,
             msg: None,
         }
     }
@@ -270,14 +280,43 @@ fn attempt_cursor(c: &str) -> Option<Vec<u8>> {
         .map(|id| id.ksuid().as_bytes().to_vec())
 }
 
-fn attempts_page(page: Page<Attempt>) -> Response {
+/// A page of attempts; with `with_msg=true` each carries its message (without payload), each
+/// message read once per page.
+fn attempts_page(
+    s: &State,
+    app: &AppId,
+    q: &Query,
+    page: Page<Attempt>,
+) -> Result<Response, ApiError> {
+    let mut msgs: HashMap<MessageId, Option<serde_json::Value>> = HashMap::new();
+    if q.bool("with_msg")?.unwrap_or(false) {
+        for a in &page.items {
+            if msgs.contains_key(&a.msg_id) {
+                continue;
+            }
+            let out = match s.store.get_message_head(app, &a.msg_id)? {
+                Some(m) => Some(
+                    serde_json::to_value(MessageOut::new(&m, false)?)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                ),
+                None => None,
+            };
+            msgs.insert(a.msg_id.clone(), out);
+        }
+    }
     let out = list_response(
         page,
         |a| a.id.to_string(),
         ksuid_key(AttemptId::PREFIX),
-        AttemptOut::from,
+        |a| {
+            let msg = msgs.get(&a.msg_id).cloned().flatten();
+            AttemptOut {
+                msg,
+                ..AttemptOut::from(a)
+            }
+        },
     );
-    reply(StatusCode::OK, &out)
+    Ok(reply(StatusCode::OK, &out))
 }
 
 fn by_msg(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> {
@@ -294,7 +333,7 @@ fn by_msg(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> 
     let page = s.store.list_attempts_by_msg(&app.id, &msg.id, &pq, |a| {
         filter.keep(a) && endpoint.as_ref().is_none_or(|e| &a.endpoint_id == e)
     })?;
-    Ok(attempts_page(page))
+    attempts_page(&s, &app.id, &q, page)
 }
 
 fn by_endpoint(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiError> {
@@ -307,7 +346,7 @@ fn by_endpoint(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
     let page = s
         .store
         .list_attempts_by_endpoint(&app.id, &ep.id, &pq, |a| filter.keep(a))?;
-    Ok(attempts_page(page))
+    attempts_page(&s, &app.id, &q, page)
 }
 
 fn get_one(s: State, app: Seg, msg: Seg, attempt: Seg) -> Result<Response, ApiError> {

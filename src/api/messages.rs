@@ -23,6 +23,16 @@ use crate::store::{Answer, CreateOutcome, IdempotencyRecord};
 
 const MAX_TAGS: usize = 5;
 
+/// The tag `send-example` puts on the test events it creates; the messages list's `test` filter
+/// and the dashboard's test count go by it.
+pub const TEST_TAG: &str = "herald.test";
+
+fn is_test(m: &Message) -> bool {
+    m.tags
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|x| x == TEST_TAG))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageIn {
@@ -210,7 +220,11 @@ async fn accept(
             .map(|(k, r): &(Key, IdempotencyRecord)| (k.bytes(), r));
         let outcome = state.store.create_message(&msg, idem).await?;
         if matches!(outcome, CreateOutcome::Created) {
-            state.metrics.message_accepted();
+            if is_test(&msg) {
+                state.metrics.test_message_accepted();
+            } else {
+                state.metrics.message_accepted();
+            }
             state.delivery.enqueued(&msg.app_id, &msg.destinations);
         }
         Ok::<_, ApiError>(outcome)
@@ -288,7 +302,7 @@ async fn send_example(
         event_type: input.event_type,
         event_id: None,
         channels: None,
-        tags: None,
+        tags: Some(vec![TEST_TAG.to_string()]),
         payload,
         created_at: now,
         destinations: vec![ep.id],
@@ -392,11 +406,13 @@ fn get(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> {
     ))
 }
 
-/// Message list filters: `event_types` (comma-separated), `channel`, `tag`, `before`, `after`.
+/// Message list filters: `event_types` (comma-separated), `channel`, `tag`, `before`, `after`,
+/// and Herald's `test` (true: only test events, false: none of them).
 pub struct MessageFilter {
     event_types: Option<Vec<String>>,
     channel: Option<String>,
     tag: Option<String>,
+    test: Option<bool>,
     before: Option<Timestamp>,
     after: Option<Timestamp>,
 }
@@ -421,6 +437,7 @@ impl MessageFilter {
             }),
             channel: q.get("channel").map(String::from),
             tag: q.get("tag").map(String::from),
+            test: q.bool("test")?,
             before: time_param(q, "before")?,
             after: time_param(q, "after")?,
         })
@@ -438,6 +455,7 @@ impl MessageFilter {
                 .tag
                 .as_ref()
                 .is_none_or(|t| m.tags.as_ref().is_some_and(|mt| mt.contains(t)))
+            && self.test.is_none_or(|t| is_test(m) == t)
             && self.before.is_none_or(|b| m.created_at < b)
             && self.after.is_none_or(|a| m.created_at > a)
     }

@@ -76,6 +76,8 @@ struct BytesByPart {
 #[derive(Debug, Serialize)]
 struct CountsOut {
     accepted: u64,
+    /// Of `accepted`, test events (`send-example`).
+    test: u64,
     delivered: u64,
     failed: u64,
 }
@@ -84,6 +86,7 @@ impl From<Counts> for CountsOut {
     fn from(c: Counts) -> Self {
         CountsOut {
             accepted: c.accepted,
+            test: c.test,
             delivered: c.delivered,
             failed: c.failed,
         }

@@ -267,6 +267,38 @@ pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Heade
     map
 }
 
+/// What kind of failure left a try with no HTTP response, read from the reason [`Client::post`]
+/// recorded (attempts keep only that text, so old attempts are classified too): "blocked" (the
+/// address policy), "invalid_url", "timeout", "dns", "connection_refused", "tls",
+/// "connection_reset", else "network".
+pub fn no_response_kind(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| r.contains(w));
+    if r.starts_with("refused by the address policy") {
+        "blocked"
+    } else if r.starts_with("invalid url") {
+        "invalid_url"
+    } else if r.starts_with("timeout") || has(&["timed out", "deadline has elapsed"]) {
+        "timeout"
+    } else if has(&["dns error", "failed to lookup address", "no address found"]) {
+        "dns"
+    } else if has(&["connection refused"]) {
+        "connection_refused"
+    } else if has(&["certificate", "tls", "handshake", "invalid peer"]) {
+        "tls"
+    } else if has(&[
+        "connection reset",
+        "connection closed",
+        "broken pipe",
+        "incompletemessage",
+        "unexpected eof",
+    ]) {
+        "connection_reset"
+    } else {
+        "network"
+    }
+}
+
 /// The guard's refusal, if that is what ended a request.
 fn refusal_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refusal> {
     let mut cur = Some(e);
@@ -296,6 +328,23 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_without_a_response_are_classified() {
+        let cases = [
+            ("refused by the address policy: localhost", "blocked"),
+            ("invalid URL: relative URL without a base", "invalid_url"),
+            ("timeout: no response within the request timeout (error sending request for url (http://10.0.0.1/): operation timed out)", "timeout"),
+            ("error sending request for url (http://nope.invalid/): client error (Connect): dns error: failed to lookup address information: Name or service not known", "dns"),
+            ("error sending request for url (http://127.0.0.1:9/): client error (Connect): tcp connect error: Connection refused (os error 111)", "connection_refused"),
+            ("error sending request for url (https://127.0.0.1:9/): client error (Connect): invalid peer certificate: UnknownIssuer", "tls"),
+            ("error sending request for url (http://127.0.0.1:9/): client error (SendRequest): connection closed before message completed", "connection_reset"),
+            ("something else entirely", "network"),
+        ];
+        for (reason, kind) in cases {
+            assert_eq!(no_response_kind(reason), kind, "{reason}");
+        }
+    }
 
     fn client(proxy: Option<&ProxyOptions>) -> Client {
         // reqwest is built without a crypto provider; Herald installs ring at start.

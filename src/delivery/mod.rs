@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use breaker::State as BreakerState;
-pub use client::{post_json, probe, ClientError, ProxyOptions};
+pub use client::{no_response_kind, post_json, probe, ClientError, ProxyOptions};
 pub use dispatcher::EndpointLoad;
 
 /// Failed destinations read per page by recover.

@@ -255,6 +255,20 @@ impl Store {
     }
 
     /// A stored message with its payload read back from the payload log.
+    /// A message by its id without reading its payload from the payload log (`payload` is then
+    /// empty): what a list of attempts shows of each message.
+    pub fn get_message_head(
+        &self,
+        app: &AppId,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        let key = keys::message(app, id);
+        match self.inner.messages.get(&key)? {
+            Some(v) => decode_message(&key, &v).map(|(m, _)| Some(m)),
+            None => Ok(None),
+        }
+    }
+
     fn with_payload(&self, key: &[u8], v: &[u8]) -> Result<Message, StoreError> {
         let (mut msg, at) = decode_message(key, v)?;
         if let Some(at) = at {

@@ -52,7 +52,8 @@ function queryString(query) {
 
 /**
  * One API request. Options: `query` (object), `body` (sent as JSON), `token` (instead of the stored
- * one), `signal` (AbortSignal), `quiet401` (do not sign out on 401: the sign-in form checks tokens).
+ * one), `signal` (AbortSignal), `quiet401` (do not sign out on 401: the sign-in form checks tokens),
+ * `text` (resolve to the answer's text, unparsed: for a payload shown exactly as stored).
  */
 export async function request(method, path, opts = {}) {
   const headers = { Accept: 'application/json' };
@@ -85,7 +86,7 @@ export async function request(method, path, opts = {}) {
     if (res.status === 401 && !opts.quiet401) unauthorized(err.message);
     throw err;
   }
-  return data;
+  return opts.text ? text : data;
 }
 
 /** Percent-encode one path segment (ids and uids may hold characters like `.`). */

@@ -271,15 +271,31 @@ export function relative(iso) {
   return secs < 0 ? `${text} ago` : `in ${text}`;
 }
 
-const sameDay = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-const otherDay = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+// 24-hour clock with the zone's offset ("14:03:27 UTC+1"): the browser's zone, shown, so a time
+// can be compared with logs; the exact UTC instant is on hover.
+const sameDay = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'shortOffset' });
+const otherDay = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'shortOffset' });
 
-/** A <time> in local time with a relative hint that main.js keeps fresh; '—' for null. */
-export function timeEl(iso) {
-  if (!iso) return h('span', { class: 'muted' }, '—');
+/** A time as shown everywhere: 24-hour, with the zone ("GMT+1" written "UTC+1"); the date too if not today. */
+export function formatTime(iso) {
   const d = new Date(iso);
   const fmt = d.toDateString() === new Date().toDateString() ? sameDay : otherDay;
-  return h('time', { datetime: iso, title: d.toLocaleString() }, fmt.format(d), ' ',
+  return fmt.format(d).replace(/\bGMT\b/, 'UTC').replace(/UTC\+0\b/, 'UTC');
+}
+
+/** The browser's zone as times show it: "UTC+1", "UTC-4:30", "UTC". */
+export function zoneName() {
+  const part = sameDay.formatToParts(new Date()).find((x) => x.type === 'timeZoneName');
+  return (part ? part.value : 'UTC').replace(/\bGMT\b/, 'UTC').replace(/UTC\+0\b/, 'UTC');
+}
+
+/** The exact UTC instant, for a title: "2026-12-02T13:03:27.512Z (UTC)". */
+export const utcTitle = (iso) => `${new Date(iso).toISOString()} (UTC)`;
+
+/** A <time>: local 24-hour time with its zone, UTC on hover, and a relative hint that main.js keeps fresh; '—' for null. */
+export function timeEl(iso) {
+  if (!iso) return h('span', { class: 'muted' }, '—');
+  return h('time', { datetime: iso, title: utcTitle(iso) }, formatTime(iso), ' ',
     h('span', { class: 'rel', 'data-t': iso }, relative(iso)));
 }
 

@@ -31,4 +31,5 @@ mod support;
 mod tls;
 mod ui_api;
 mod ui_forms;
+mod ui_filters;
 mod upgrade;

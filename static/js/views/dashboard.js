@@ -159,7 +159,7 @@ function build(s) {
   return [
     h('h2', null, 'Last hour'),
     h('dl', { class: 'stats' },
-      stat('accepted', 'Messages accepted', String(lh.accepted ?? 0)),
+      stat('accepted', 'Messages accepted', String((lh.accepted ?? 0) - (lh.test ?? 0)), lh.test ? `and ${lh.test} test ${lh.test === 1 ? 'event' : 'events'}` : 'not counting test events'),
       stat('delivered', 'Delivered', String(lh.delivered ?? 0), 'successful delivery attempts'),
       stat('failed', 'Failed attempts', String(lh.failed ?? 0), 'error status, timeout or no connection')),
     chart(s.perMinute),

@@ -7,7 +7,7 @@ import { api, seg, isAbort } from '../api.js';
 import { h, badge, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, route, toast, copyText } from '../ui.js';
 import { loadEventTypes, endpointSettingsForm } from './endpoint-form.js';
 import { lastStatus, successRate, stateCell } from './endpoints.js';
-import { attemptsTable } from './attempts.js';
+import { attemptsTable, attemptFilters } from './attempts.js';
 import { fieldErrors } from '../forms.js';
 
 /** Phones get the sections closed (see app.css's 640px breakpoint). */
@@ -194,6 +194,7 @@ export async function endpointView(root, ctx) {
   const err = errorBox();
   const healthRegion = h('div', { 'data-testid': 'health', class: 'region' });
   const attemptsRegion = h('div', { 'data-testid': 'attempts', class: 'region' }, h('p', { class: 'loading' }, 'Loading…'));
+  const attFilters = attemptFilters(attemptsRegion, ctx, { withMsg: true });
   const settingsSlot = h('div');
   const renderSettings = () => settingsSlot.replaceChildren(endpointSettingsForm({
     appId, endpoint: ep, headers, eventTypes,
@@ -232,7 +233,7 @@ export async function endpointView(root, ctx) {
       section('Settings', 'settings', [settingsSlot])),
     h('div', { class: 'grid-3' }, secretCard(base), testCard(base, appId, eventTypes), recoverCard(base, ctx)),
     h('div', { class: 'endpoint-sections' },
-      section('Recent attempts', 'attempts', [attemptsRegion]),
+      section('Recent attempts', 'attempts', [attFilters.el, attemptsRegion]),
       section('Delete', 'delete', [h('p', { class: 'muted' }, 'Deleting an endpoint cannot be undone.'), del], { extraClass: 'danger-zone' })));
 
   ctx.poll(async () => {
@@ -243,12 +244,12 @@ export async function endpointView(root, ctx) {
           if (isAbort(e) || e.status === 401) throw e;
           return null;
         }),
-        api.get(`/app/${seg(appId)}/attempt/endpoint/${seg(epId)}`, { limit: 20 }, { signal: ctx.signal }),
+        api.get(`/app/${seg(appId)}/attempt/endpoint/${seg(epId)}`, { limit: 20, ...attFilters.query() }, { signal: ctx.signal }),
       ]);
       if (!ctx.alive()) return;
       err.clear();
       update(healthRegion, { now, health }, () => healthList({ ep: now, health }));
-      update(attemptsRegion, attempts.data, () => attemptsTable(attempts.data, { appId, link: 'message' }));
+      update(attemptsRegion, attempts.data, () => attemptsTable(attempts.data, { appId, link: 'message', filtered: attFilters.active }));
     } catch (e) {
       if (!isAbort(e) && ctx.alive()) err.show(e);
     }
