@@ -235,6 +235,10 @@ test('screenshots: laptop and phone, light and dark', async () => {
       const { page, context, problems } = await open('#/', { viewport, colorScheme });
       for (const [name, hash, region] of views) {
         await page.goto(`${herald.url}/${hash}`);
+        // On a phone the endpoint page's sections start collapsed: open the attempts.
+        await page.getByTestId(region).locator('table, .empty').first().waitFor({ state: 'attached' });
+        const closed = page.locator('details[data-section="attempts"]:not([open]) > summary');
+        if (await closed.count()) await closed.click();
         await page.getByTestId(region).locator('table, .empty').first().waitFor();
         const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         assert.ok(overflow <= 0, `${name} (${size}) is ${overflow}px wider than the screen`);
