@@ -227,6 +227,9 @@ test('the dashboard lists failing endpoints and per-application counts, with a r
   assert.ok((await chart.locator('.chart-scale span').count()) >= 3, 'value ticks');
   assert.equal(await chart.locator('.chart-axis span').count(), 5, 'time ticks');
   assert.equal(await chart.locator('.chart-axis span').last().innerText(), 'now');
+  // 24-hour ticks like every other time, and the zone named.
+  assert.match(await chart.locator('.chart-axis span').first().innerText(), /^\d\d:\d\d$/);
+  await chart.getByText(/Times in UTC/).waitFor();
   // Herald started a minute ago: the chart spans a quarter hour, not an empty hour.
   assert.match(await chart.locator('svg').getAttribute('aria-label'), /over the last 15 minutes/);
   await chart.locator('rect.hit').last().hover();

@@ -4,7 +4,7 @@
 // endpoints failing now (each linking to its page) and per-application counts.
 
 import { api, isAbort } from '../api.js';
-import { h, svg, update, errorBox, pageTitle, formatBytes, formatSeconds, route, table, timeEl } from '../ui.js';
+import { h, svg, update, errorBox, pageTitle, formatBytes, formatSeconds, route, table, timeEl, zoneName } from '../ui.js';
 
 const SERIES = [['accepted', 'Accepted'], ['delivered', 'Delivered'], ['failed', 'Failed']];
 /** The chart spans the minutes Herald has counted (it keeps an hour), at least a quarter hour, so
@@ -71,7 +71,8 @@ function chart(perMinute) {
   const slotW = W / SLOTS;
   const barW = (slotW - 2) / SERIES.length;
   const sc = scaleFor(values);
-  const fmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  // 24-hour, like every other time on the screens; the zone is named under the chart.
+  const fmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
   const lastStart = new Date(perMinute[perMinute.length - 1].start).getTime();
   const startOf = (i) => new Date(lastStart - (SLOTS - 1 - i) * 60000);
   const describe = (i) => {
@@ -116,7 +117,7 @@ function chart(perMinute) {
     h('div', { class: 'chart-plot' }, figure, axis),
     readout,
     h('figcaption', { class: 'legend' }, SERIES.map(([k, label]) => h('span', { class: `key key-${k}` }, label)),
-      h('span', { class: 'chart-scale-name' }, sc.sqrt ? 'Square-root scale: one busy minute does not flatten the rest.' : `Scale 0 to ${sc.top} per minute.`)));
+      h('span', { class: 'chart-scale-name' }, `${sc.sqrt ? 'Square-root scale: one busy minute does not flatten the rest.' : `Scale 0 to ${sc.top} per minute.`} Times in ${zoneName()}.`)));
 }
 
 function uptime(secs) {
