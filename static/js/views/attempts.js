@@ -78,8 +78,8 @@ export function attemptFilters(region, ctx, { withMsg = false } = {}) {
   const status = h('select', { name: 'attempt_status', 'data-testid': 'attempt-status' },
     h('option', { value: '' }, 'Any result'),
     h('option', { value: '0' }, 'Succeeded'),
-    h('option', { value: '2' }, 'Failed'),
-    h('option', { value: '1' }, 'Pending'));
+    // No "Pending": an attempt is recorded once its try ended, so none is ever pending.
+    h('option', { value: '2' }, 'Failed'));
   const cls = h('select', { name: 'status_code_class', 'data-testid': 'attempt-class' },
     h('option', { value: '' }, 'Any HTTP status'),
     h('option', { value: '200' }, '2xx'),
