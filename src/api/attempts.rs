@@ -490,7 +490,7 @@ async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
             pending,
             sending,
             fail: counts[DeliveryStatus::Fail.code() as usize],
-            canceled: 0,
+            canceled: counts[DeliveryStatus::Canceled.code() as usize],
         },
     ))
 }
