@@ -374,7 +374,7 @@ fn destinations(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiE
         let record = s.store.destination(&app.id, &ep.id, &msg.id)?;
         let next_attempt = match &record {
             Some(d) => d.next_attempt,
-            None if msg.destinations.contains(&ep.id) => Some(msg.created_at),
+            None if msg.destinations.contains(&ep.id) => Some(msg.first_due()),
             None => continue,
         };
         let status = Destination::shown(

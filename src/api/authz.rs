@@ -360,7 +360,7 @@ mod tests {
         assert!(find("GET", "/api/v1/app/").is_none(), "empty segment");
         assert!(find("GET", "/api/v1/app/a/endpoint/e/secret/x").is_none());
         assert!(find("HEAD", "/api/v1/app").is_none());
-        assert!(find("POST", "/api/v1/operational-webhook/endpoint").is_none());
+        assert!(find("DELETE", "/api/v1/operational-webhook/endpoint").is_none());
         let (r, app) = find("POST", "/api/v1/auth/logout").unwrap();
         assert_eq!((r.rule, app), (AppTokenOnly, None));
     }

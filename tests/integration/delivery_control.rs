@@ -234,6 +234,18 @@ async fn deliver_at_waits_for_its_time_across_a_restart() {
         m.deliver_at.map(|t| t.timestamp_millis()),
         Some(when.timestamp_millis())
     );
+    let (_, dests) = call(
+        &h,
+        "GET",
+        &format!("/app/{app}/msg/{}/endpoint", m.id),
+        None,
+    )
+    .await;
+    assert_eq!(
+        dests["data"][0]["nextAttempt"],
+        when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "{dests}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     h.kill();
     let h = Herald::launch(&launch).unwrap();
