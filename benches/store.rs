@@ -347,6 +347,9 @@ fn run_store(
                             payload: pool[i % PAYLOAD_POOL].clone(),
                             created_at,
                             destinations: vec![ep.clone()],
+                            deliver_at: None,
+                            payload_expires_at: None,
+                            expunged: false,
                         };
                         store.create_message(&msg, None).await.expect("create");
                     }

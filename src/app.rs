@@ -85,6 +85,7 @@ pub async fn run(
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let delivery = Delivery::start(store.clone(), config.delivery(), metrics.clone())?;
     let sweeper = tokio::spawn(sweep(store.clone(), config.store.retention_days));
+    let expiry = tokio::spawn(expire_payloads(store.clone()));
     let ticker = tokio::spawn(tick_minutes(metrics.clone()));
     let disk = tokio::spawn(watch_disk(store.clone()));
 
@@ -120,6 +121,7 @@ pub async fn run(
         tracing::warn!("deliveries still running at the end of the grace period will be retried");
     }
     sweeper.abort();
+    expiry.abort();
     ticker.abort();
     disk.abort();
     store.close()?;
@@ -278,6 +280,34 @@ async fn sweep(store: Store, retention_days: u32) {
             _ => {}
         }
         tokio::time::sleep(SWEEP_EVERY).await;
+    }
+}
+
+/// How often payloads whose own retention ended are expunged, and how many per store call.
+const EXPIRY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const EXPIRY_BATCH: usize = 1000;
+
+/// Expunge the payloads of messages sent with a retention of their own
+/// (`payloadRetentionHours`, `payloadRetentionPeriod`) once it ends: within a minute after.
+async fn expire_payloads(store: Store) {
+    loop {
+        tokio::time::sleep(EXPIRY_EVERY).await;
+        loop {
+            let s = store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                s.expunge_expired_payloads(Timestamp::now(), EXPIRY_BATCH)
+            })
+            .await;
+            match done {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => tracing::info!(messages = n, "expired payloads expunged"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "expunging expired payloads failed");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
     }
 }
 

@@ -123,6 +123,8 @@ pub struct LimitsConfig {
     pub max_list_bytes: usize,
     /// Records one page of a list reads at most.
     pub max_list_scan: usize,
+    /// Least seconds ahead a message's `deliverAt` may be (Svix: 60; at most 86400).
+    pub deliver_at_min_lead: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,6 +203,7 @@ impl Default for LimitsConfig {
             max_metadata_entries: l.max_metadata_entries,
             max_list_bytes: l.max_list_bytes,
             max_list_scan: l.max_list_scan,
+            deliver_at_min_lead: l.deliver_at_min_lead_secs,
         }
     }
 }
@@ -348,6 +351,9 @@ impl Config {
                 "must be between 65536 and 1073741824",
             );
         }
+        if self.limits.deliver_at_min_lead > 86_400 {
+            return bad("limits.deliver_at_min_lead", "must be at most 86400");
+        }
         if !(10..=1_000_000).contains(&self.limits.max_list_scan) {
             return bad("limits.max_list_scan", "must be between 10 and 1000000");
         }
@@ -469,6 +475,7 @@ impl Config {
             max_metadata_entries: self.limits.max_metadata_entries,
             max_list_bytes: self.limits.max_list_bytes,
             max_list_scan: self.limits.max_list_scan,
+            deliver_at_min_lead_secs: self.limits.deliver_at_min_lead,
         }
     }
 

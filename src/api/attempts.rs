@@ -374,7 +374,7 @@ fn destinations(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiE
         let record = s.store.destination(&app.id, &ep.id, &msg.id)?;
         let next_attempt = match &record {
             Some(d) => d.next_attempt,
-            None if msg.destinations.contains(&ep.id) => Some(msg.created_at),
+            None if msg.destinations.contains(&ep.id) => Some(msg.first_due()),
             None => continue,
         };
         let status = Destination::shown(
@@ -490,7 +490,7 @@ async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
             pending,
             sending,
             fail: counts[DeliveryStatus::Fail.code() as usize],
-            canceled: 0,
+            canceled: counts[DeliveryStatus::Canceled.code() as usize],
         },
     ))
 }

@@ -147,6 +147,19 @@ pub const ROUTES: &[Route] = &[
     row("GET", "/api/v1/app/{app_id}/msg", OwnApp(ViewBase)),
     row("POST", "/api/v1/app/{app_id}/msg", Admin),
     row("GET", "/api/v1/app/{app_id}/msg/{msg_id}", OwnApp(ViewBase)),
+    // Expunging content is the operator's (as in Svix).
+    row("DELETE", "/api/v1/app/{app_id}/msg/{msg_id}/content", Admin),
+    row("POST", "/api/v1/app/{app_id}/msg/bulk-expunge", Admin),
+    row(
+        "POST",
+        "/api/v1/app/{app_id}/msg/expunge-all-contents",
+        Admin,
+    ),
+    row(
+        "DELETE",
+        "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
+        Admin,
+    ),
     // Attempts.
     row(
         "GET",

@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::apps::find_app;
+use super::apps::{find_app, ApplicationIn};
 use super::error::ApiError;
 use super::idempotency::{self, json_bytes, Idempotency, Key};
 use super::json;
@@ -33,6 +33,15 @@ fn is_test(m: &Message) -> bool {
         .is_some_and(|t| t.iter().any(|x| x == TEST_TAG))
 }
 
+/// Svix's range of `payloadRetentionPeriod` (days; 90 when absent).
+const RETENTION_DAYS: std::ops::RangeInclusive<i64> = 5..=90;
+/// Range of `payloadRetentionHours` (up to Svix's longest period).
+const RETENTION_HOURS: std::ops::RangeInclusive<i64> = 1..=2160;
+/// The latest `deliverAt` (Svix: 24 hours ahead).
+const DELIVER_AT_MAX_LEAD_SECS: i64 = 86_400;
+/// What an expunged message's payload reads (as Svix shows one).
+const EXPUNGED_PAYLOAD: &str = r#"{"expired":true}"#;
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageIn {
@@ -41,6 +50,11 @@ struct MessageIn {
     event_id: Option<String>,
     channels: Option<Vec<String>>,
     tags: Option<Vec<String>>,
+    /// Created when the path's application does not exist (Svix).
+    application: Option<ApplicationIn>,
+    deliver_at: Option<String>,
+    payload_retention_period: Option<i64>,
+    payload_retention_hours: Option<i64>,
 }
 
 /// A message's wire form, borrowing from the stored message (a payload is never copied to be
@@ -55,6 +69,8 @@ pub struct MessageOut<'a> {
     tags: Option<&'a [String]>,
     payload: &'a RawValue,
     timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliver_at: Option<String>,
     /// Herald extension, on reads: the overall delivery status (see `DeliveryStatus::overall`);
     /// absent for a message that had no endpoint to go to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,7 +80,9 @@ pub struct MessageOut<'a> {
 impl<'a> MessageOut<'a> {
     /// The wire form; `payload` is `{}` unless `with_content` (Svix clients require the key).
     pub fn new(m: &'a Message, with_content: bool) -> Result<Self, ApiError> {
-        let payload: &RawValue = if with_content {
+        let payload: &RawValue = if with_content && m.expunged {
+            serde_json::from_str(EXPUNGED_PAYLOAD).map_err(internal)?
+        } else if with_content {
             let text = std::str::from_utf8(&m.payload)
                 .map_err(|e| ApiError::Internal(format!("stored payload: {e}")))?;
             serde_json::from_str(text).map_err(internal)?
@@ -79,6 +97,7 @@ impl<'a> MessageOut<'a> {
             tags: m.tags.as_deref(),
             payload,
             timestamp: m.created_at.to_rfc3339(),
+            deliver_at: m.deliver_at.map(|t| t.to_rfc3339()),
             status: None,
         })
     }
@@ -94,6 +113,61 @@ fn internal(e: serde_json::Error) -> ApiError {
 }
 
 impl MessageIn {
+    /// When its payload expires, if it asks for a retention of its own.
+    fn payload_expiry(&self, now: Timestamp) -> Result<Option<Timestamp>, ValidationError> {
+        match (self.payload_retention_period, self.payload_retention_hours) {
+            (Some(_), Some(_)) => Err(ValidationError::new(
+                "payloadRetentionHours",
+                "cannot be given with payloadRetentionPeriod",
+            )),
+            (Some(d), None) if !RETENTION_DAYS.contains(&d) => Err(ValidationError::new(
+                "payloadRetentionPeriod",
+                format!(
+                    "must be between {} and {} days",
+                    RETENTION_DAYS.start(),
+                    RETENTION_DAYS.end()
+                ),
+            )),
+            (None, Some(h)) if !RETENTION_HOURS.contains(&h) => Err(ValidationError::new(
+                "payloadRetentionHours",
+                format!(
+                    "must be between {} and {} hours",
+                    RETENTION_HOURS.start(),
+                    RETENTION_HOURS.end()
+                ),
+            )),
+            (Some(d), None) => Ok(Some(now.plus_seconds(d * 86_400))),
+            (None, Some(h)) => Ok(Some(now.plus_seconds(h * 3_600))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// When its first try is due, if it is scheduled: within Svix's range of `deliverAt`.
+    fn deliver_at(
+        &self,
+        now: Timestamp,
+        min_lead_secs: u64,
+    ) -> Result<Option<Timestamp>, ValidationError> {
+        let Some(text) = &self.deliver_at else {
+            return Ok(None);
+        };
+        let at = Timestamp::parse_rfc3339(text)
+            .ok_or_else(|| ValidationError::new("deliverAt", "must be an RFC 3339 date-time"))?;
+        let lead_ms = at.millis() - now.millis();
+        let min_ms = i64::try_from(min_lead_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        if lead_ms < min_ms || lead_ms > DELIVER_AT_MAX_LEAD_SECS * 1000 {
+            return Err(ValidationError::new(
+                "deliverAt",
+                format!(
+                    "must be at least {min_lead_secs} seconds and at most 24 hours in the future"
+                ),
+            ));
+        }
+        Ok(Some(at))
+    }
+
     fn validate(&self) -> Result<(), ValidationError> {
         validate::event_type_name("eventType", &self.event_type)?;
         if !self.payload.get().trim_start().starts_with('{') {
@@ -170,11 +244,32 @@ async fn create(
     key: Option<Key>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let input: MessageIn = json::parse(&body)?;
+    let mut input: MessageIn = json::parse(&body)?;
     input.validate()?;
     let with_content = q.bool("with_content")?.unwrap_or(true);
-    let app = find_app(&s, &app.0)?;
     let now = Timestamp::now();
+    let payload_expires_at = input.payload_expiry(now)?;
+    let deliver_at = input.deliver_at(now, s.limits.deliver_at_min_lead_secs)?;
+    let app = match (s.store.get_app(&app.0)?, input.application.take()) {
+        (Some(found), _) => found,
+        (None, None) => return Err(ApiError::NotFound("application not found")),
+        (None, Some(new)) => {
+            // As Svix: the body's uid, if any, must be the path's; a path that is an id names
+            // an application that cannot be made with that id.
+            let mismatch = match new.uid.as_deref() {
+                Some(u) => u != app.0,
+                None => app.0.parse::<AppId>().is_ok(),
+            };
+            if mismatch {
+                return Err(ValidationError::new(
+                    "application.uid",
+                    "must match the application id or uid of the path",
+                )
+                .into());
+            }
+            super::portal_access::create_app(&s, &app.0, new).await?
+        }
+    };
     let destinations = s
         .store
         .fan_out(&app.id, &input.event_type, input.channels.as_deref())?;
@@ -188,6 +283,9 @@ async fn create(
         payload: input.payload.get().as_bytes().to_vec(),
         created_at: now,
         destinations,
+        deliver_at,
+        payload_expires_at,
+        expunged: false,
     };
     accept(&s, msg, key, with_content).await
 }
@@ -306,6 +404,9 @@ async fn send_example(
         payload,
         created_at: now,
         destinations: vec![ep.id],
+        deliver_at: None,
+        payload_expires_at: None,
+        expunged: false,
     };
     accept(&s, msg, key, true).await
 }
@@ -342,7 +443,7 @@ fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
             v.parse::<u8>()
                 .ok()
                 .and_then(DeliveryStatus::from_code)
-                .ok_or_else(|| ValidationError::new("query.status", "must be 0, 1, 2 or 3"))?,
+                .ok_or_else(|| ValidationError::new("query.status", "must be 0, 1, 2, 3 or 4"))?,
         ),
     };
     let page = s.store.list_messages(

@@ -10,6 +10,7 @@ pub mod authz;
 mod endpoints;
 pub mod error;
 mod event_types;
+mod expunge;
 mod health;
 mod idempotency;
 mod json;
@@ -93,6 +94,8 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(endpoints::routes(state.clone()))
             .unify()
             .or(messages::routes(state.clone()))
+            .unify()
+            .or(expunge::routes(state.clone()))
             .unify()
             .or(attempts::routes(state.clone()))
             .unify()

@@ -171,7 +171,11 @@ async fn portal_access(
 
 /// The application the path names, created from `new`: as `PUT /app/{id}` does, a path that is
 /// not one of our ids becomes its uid when the body gives none.
-async fn create_app(s: &State, path: &str, new: ApplicationIn) -> Result<Application, ApiError> {
+pub(super) async fn create_app(
+    s: &State,
+    path: &str,
+    new: ApplicationIn,
+) -> Result<Application, ApiError> {
     new.validate(s)?;
     let uid = match new.uid {
         Some(uid) => Some(uid),

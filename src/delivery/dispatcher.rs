@@ -16,6 +16,10 @@
 //! and is marked running in memory only: the process holds the store's lock alone, so a crash
 //! (which clears the marks) leaves it due again, and a restart tries it at once.
 //!
+//! A fourth limit is a rate, not a cap: an endpoint's or application's `throttleRate`
+//! (`throttle`). A throttled endpoint is listed again at the time its limiter opens; its tasks
+//! wait in the queue meanwhile.
+//!
 //! The schedule's lock is held for memory updates only, never across a store call. The store
 //! reads made here are short range reads, bounded by the endpoint's cap.
 
@@ -29,6 +33,7 @@ use tokio::task::JoinSet;
 use super::breaker::{self, Breaker, Signal};
 use super::client::{Client, ClientError};
 use super::ssrf::Guard;
+use super::throttle::{self, Limiter};
 use super::{worker, DeliveryOptions};
 use crate::domain::{AppId, EndpointId, MessageId, Timestamp};
 use crate::metrics::Metrics;
@@ -48,6 +53,9 @@ const SWEEP_EVERY_MS: i64 = 60_000;
 /// After the store failed to record a try, the endpoint waits this long before its next start, so
 /// a store that refuses writes (disk full) does not turn into a loop of repeated deliveries.
 const BOOKKEEPING_BACKOFF_MS: i64 = 5_000;
+/// How long an endpoint's and its application's throttle rates are used before being read again,
+/// so a changed `throttleRate` applies within this.
+const RATES_FRESH_MS: i64 = 1_000;
 
 /// What the dispatcher hears about.
 enum Event {
@@ -94,6 +102,11 @@ struct Schedule {
     endpoints: HashMap<EpRef, EpState>,
     /// Applications with tries running or endpoints parked: the ones sharing the capacity.
     apps: HashMap<AppId, AppState>,
+    /// Throttle rates last read for each endpoint with work: when, the endpoint's, the app's.
+    rates: HashMap<EpRef, (i64, Option<u16>, Option<u16>)>,
+    /// Limiters of throttled endpoints and applications, kept until they are full again.
+    ep_limits: HashMap<EpRef, Limiter>,
+    app_limits: HashMap<AppId, Limiter>,
     stopping: bool,
 }
 
@@ -163,11 +176,42 @@ impl Schedule {
         }
     }
 
-    /// Forget every endpoint `prune` would.
+    /// Forget every endpoint `prune` would, and limiters that are full again.
     fn sweep(&mut self, now: i64) {
         let all: Vec<EpRef> = self.endpoints.keys().cloned().collect();
         for ep in all {
             self.prune(&ep, now);
+        }
+        self.ep_limits.retain(|_, l| !l.idle(now));
+        self.app_limits.retain(|_, l| !l.idle(now));
+        self.rates.retain(|_, r| now - r.0 < SWEEP_EVERY_MS);
+    }
+
+    /// How many of `want` tries of `ep` its throttles let start now, and else when one may.
+    fn throttle_allowance(
+        &mut self,
+        ep: &EpRef,
+        rates: (Option<u16>, Option<u16>),
+        now: i64,
+        want: usize,
+    ) -> (usize, i64) {
+        let ep_l = rates
+            .0
+            .map(|r| limiter(&mut self.ep_limits, ep.clone(), r).clone());
+        let app_l = rates
+            .1
+            .map(|r| limiter(&mut self.app_limits, ep.0.clone(), r).clone());
+        let all: Vec<&Limiter> = ep_l.iter().chain(app_l.iter()).collect();
+        throttle::allowance(&all, now, want)
+    }
+
+    /// Count `n` tries of `ep` started now against its throttles.
+    fn throttle_take(&mut self, ep: &EpRef, rates: (Option<u16>, Option<u16>), now: i64, n: usize) {
+        if let Some(r) = rates.0 {
+            limiter(&mut self.ep_limits, ep.clone(), r).take(now, n);
+        }
+        if let Some(r) = rates.1 {
+            limiter(&mut self.app_limits, ep.0.clone(), r).take(now, n);
         }
     }
 
@@ -180,6 +224,19 @@ impl Schedule {
             self.apps.remove(app);
         }
     }
+}
+
+/// The limiter of `key` at `rate`: a new one when the rate changed.
+fn limiter<K: std::hash::Hash + Eq>(
+    all: &mut HashMap<K, Limiter>,
+    key: K,
+    rate: u16,
+) -> &mut Limiter {
+    let l = all.entry(key).or_insert_with(|| Limiter::new(rate));
+    if l.rate() != rate.max(1) {
+        *l = Limiter::new(rate);
+    }
+    l
 }
 
 /// The tries running to one endpoint and its breaker, for the API.
@@ -446,6 +503,7 @@ fn handle(shared: &Arc<Shared>, ev: Event) {
 fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
     let cap = shared.opts.endpoint_concurrency;
     let total = shared.opts.max_concurrency;
+    let rates = throttle_rates(shared, &ep, now);
     let (n, skip) = {
         let mut s = shared.lock();
         let share = s.app_share(&ep.0, total);
@@ -476,7 +534,20 @@ fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
             return false;
         }
         let skip: HashSet<Vec<u8>> = e.running.keys().cloned().collect();
-        (ep_free.min(app_free).min(global_free), skip)
+        let n = ep_free.min(app_free).min(global_free);
+        let n = if rates == (None, None) {
+            n
+        } else {
+            match s.throttle_allowance(&ep, rates, now, n) {
+                (0, next) => {
+                    // Throttled: its tasks wait in the queue; look again when a try may start.
+                    s.set_due(ep, next.max(now + 1));
+                    return true;
+                }
+                (allowed, _) => allowed,
+            }
+        };
+        (n, skip)
     };
     let tasks: Vec<QueuedTask> = match shared.store.due_tasks(&ep.0, &ep.1, now, n, &skip) {
         Ok(t) => t,
@@ -503,6 +574,9 @@ fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
         };
         if started > 0 {
             s.apps.entry(ep.0.clone()).or_default().running += started;
+            if rates != (None, None) {
+                s.throttle_take(&ep, rates, now, started);
+            }
         }
         (saturated, skip)
     };
@@ -546,6 +620,25 @@ fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
         }
     }
     true
+}
+
+/// The throttle rates of `ep` and its application, read from the store at most once per
+/// `RATES_FRESH_MS` (a failed read counts as none: delivery goes on unthrottled rather than not).
+fn throttle_rates(shared: &Arc<Shared>, ep: &EpRef, now: i64) -> (Option<u16>, Option<u16>) {
+    if let Some(&(at, e, a)) = shared.lock().rates.get(ep) {
+        if now - at < RATES_FRESH_MS {
+            return (e, a);
+        }
+    }
+    let (e, a) = match shared.store.throttle_rates(&ep.0, &ep.1) {
+        Ok(r) => r,
+        Err(err) => {
+            tracing::error!(error = %err, "reading throttle rates failed");
+            (None, None)
+        }
+    };
+    shared.lock().rates.insert(ep.clone(), (now, e, a));
+    (e, a)
 }
 
 /// The endpoint answered 2xx after retries were scheduled: bring them forward, in chunks, off the

@@ -11,6 +11,7 @@ pub mod operational;
 pub mod retry;
 pub mod signer;
 pub mod ssrf;
+mod throttle;
 mod worker;
 
 use std::sync::Arc;
@@ -110,6 +111,12 @@ impl Delivery {
     /// Queue a manual try of every message created in `[since, until)` whose delivery to `ep`
     /// failed and has no manual try queued or running yet. Runs in the background, page by page (memory stays bounded whatever the history),
     /// until done or until shutdown.
+    /// Run `job` in the background until it ends or delivery shuts down (then it is dropped:
+    /// such jobs must be safe to run again).
+    pub fn spawn_job(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.shared.spawn_job(job);
+    }
+
     pub fn recover(&self, app: AppId, ep: EndpointId, since: Timestamp, until: Option<Timestamp>) {
         let shared = self.shared.clone();
         self.shared.spawn_job(async move {

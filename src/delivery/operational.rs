@@ -190,6 +190,9 @@ async fn emit(shared: &Arc<Shared>, event_type: &str, data: serde_json::Value) {
         payload: envelope(event_type, now, data),
         created_at: now,
         destinations,
+        deliver_at: None,
+        payload_expires_at: None,
+        expunged: false,
     };
     match shared.store.create_message(&msg, None).await {
         Ok(_) => shared.enqueued(ops, &msg.destinations),

@@ -73,6 +73,11 @@ async fn try_inner(
         store.drop_task(&qt.key)?;
         return Ok(Report::not_tried());
     };
+    if msg.expunged {
+        // Expunged since it was queued: there is nothing left to send.
+        store.cancel_task(&qt.key, app, ep_id, &msg.id, qt.task.trigger)?;
+        return Ok(Report::not_tried());
+    }
     if ep.disabled && qt.task.trigger == Trigger::Scheduled {
         // The give-up is visible as a failed destination; the endpoint shows why it is disabled.
         store.give_up(&qt.key, app, ep_id, &msg.id)?;

@@ -21,6 +21,23 @@ pub struct Message {
     /// The endpoints it was fanned out to when accepted. Until a try ends, its state at each of
     /// them is "pending" with no record of its own, which keeps acceptance to one write per task.
     pub destinations: Vec<EndpointId>,
+    /// Nothing is sent before this time (Svix's `deliverAt`): its tasks are queued due then.
+    /// (Not in serde's form: the store's message records carry it; see `store::messages`.)
+    #[serde(skip)]
+    pub deliver_at: Option<Timestamp>,
+    /// Its payload is expunged at this time (`payloadRetentionPeriod` / `payloadRetentionHours`).
+    #[serde(skip)]
+    pub payload_expires_at: Option<Timestamp>,
+    /// Its payload was expunged: `payload` is empty and nothing of it is left on disk.
+    #[serde(skip)]
+    pub expunged: bool,
+}
+
+impl Message {
+    /// When its first scheduled try is due.
+    pub fn first_due(&self) -> Timestamp {
+        self.deliver_at.unwrap_or(self.created_at)
+    }
 }
 
 /// Svix's MessageStatus, with its wire numbers.
@@ -30,6 +47,8 @@ pub enum DeliveryStatus {
     Pending,
     Fail,
     Sending,
+    /// The delivery was called off before it was made (its message's payload was expunged).
+    Canceled,
 }
 
 impl DeliveryStatus {
@@ -39,6 +58,7 @@ impl DeliveryStatus {
             DeliveryStatus::Pending => 1,
             DeliveryStatus::Fail => 2,
             DeliveryStatus::Sending => 3,
+            DeliveryStatus::Canceled => 4,
         }
     }
 
@@ -48,13 +68,20 @@ impl DeliveryStatus {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Fail => "fail",
             DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Canceled => "canceled",
         }
     }
 
     pub fn from_code(code: u8) -> Option<Self> {
-        [Self::Success, Self::Pending, Self::Fail, Self::Sending]
-            .into_iter()
-            .find(|s| s.code() == code)
+        [
+            Self::Success,
+            Self::Pending,
+            Self::Fail,
+            Self::Sending,
+            Self::Canceled,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
     }
 
     /// Sending is a moment of pending: where only the state of a delivery counts, they are one.
@@ -66,14 +93,16 @@ impl DeliveryStatus {
     }
 
     /// A message's status from those of its destinations: failed if any failed (an operator should
-    /// look), else pending while any is unfinished, else success; `None` with no destinations.
+    /// look), else pending while any is unfinished, else success, canceled only if all were;
+    /// `None` with no destinations.
     pub fn overall(each: impl IntoIterator<Item = DeliveryStatus>) -> Option<DeliveryStatus> {
         each.into_iter()
             .map(DeliveryStatus::settled)
             .max_by_key(|s| match s {
-                DeliveryStatus::Success => 0,
-                DeliveryStatus::Pending | DeliveryStatus::Sending => 1,
-                DeliveryStatus::Fail => 2,
+                DeliveryStatus::Canceled => 0,
+                DeliveryStatus::Success => 1,
+                DeliveryStatus::Pending | DeliveryStatus::Sending => 2,
+                DeliveryStatus::Fail => 3,
             })
     }
 }
@@ -155,6 +184,15 @@ impl Destination {
         Destination {
             status,
             next_attempt,
+            updated_at: now,
+        }
+    }
+
+    /// A task called off without a try (its message's payload was expunged).
+    pub fn canceled(now: Timestamp) -> Destination {
+        Destination {
+            status: DeliveryStatus::Canceled,
+            next_attempt: None,
             updated_at: now,
         }
     }

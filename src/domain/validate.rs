@@ -19,6 +19,8 @@ pub struct Limits {
     pub max_list_bytes: usize,
     /// Records one page of a list reads at most, kept by its filters or not.
     pub max_list_scan: usize,
+    /// The least time ahead a message's `deliverAt` may be (Svix: one minute).
+    pub deliver_at_min_lead_secs: u64,
 }
 
 impl Default for Limits {
@@ -30,6 +32,7 @@ impl Default for Limits {
             max_metadata_entries: 64,
             max_list_bytes: 8 * 1024 * 1024,
             max_list_scan: 10_000,
+            deliver_at_min_lead_secs: 60,
         }
     }
 }

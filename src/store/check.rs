@@ -166,6 +166,9 @@ pub fn check(data_dir: &Path, repair: bool) -> Result<CheckReport, StoreError> {
                 continue;
             }
         };
+        if msg.expunged {
+            continue;
+        }
         let Some(PayloadRef {
             segment,
             offset,
@@ -360,6 +363,9 @@ mod tests {
             payload: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(200)).into_bytes(),
             created_at: Timestamp::now(),
             destinations: vec![EndpointId::generate()],
+            deliver_at: None,
+            payload_expires_at: None,
+            expunged: false,
         }
     }
 

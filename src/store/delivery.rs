@@ -125,7 +125,7 @@ pub struct TryRecord {
 
 /// Within a transaction: remove the manual-try marker at `mark` if it belongs to the task at
 /// `task_key` (a later resend of the same message holds its own).
-fn unmark_manual(
+pub(super) fn unmark_manual(
     marks: &sled::transaction::TransactionalTree,
     mark: &[u8],
     task_key: &[u8],
@@ -274,16 +274,25 @@ impl Store {
                 Some(v) => Some(decode(&v).or_else(super::abort)?),
                 None => None,
             };
-            let dest = Destination::after_try(
-                success,
-                retry.as_ref().map(|r| r.2),
-                a.trigger,
-                previous.as_ref(),
-                rec.fanned_out_here,
-                a.created_at,
-            );
+            // A task no longer queued was called off while it ran (its message expunged): the
+            // try is recorded, nothing is rescheduled, and a failure leaves it canceled.
+            let called_off = queue.get(rec.task_key.as_slice())?.is_none();
+            let retry = retry.as_ref().filter(|_| !called_off);
+            let dest = match &previous {
+                Some(p) if called_off && !success && super::expunge::is_canceled(Some(p)) => {
+                    p.clone()
+                }
+                _ => Destination::after_try(
+                    success,
+                    retry.map(|r| r.2),
+                    a.trigger,
+                    previous.as_ref(),
+                    rec.fanned_out_here,
+                    a.created_at,
+                ),
+            };
             dests.insert(dest_key.as_slice(), encode(&dest).or_else(super::abort)?)?;
-            if let Some((key, value, _)) = &retry {
+            if let Some((key, value, _)) = retry {
                 queue.insert(key.as_slice(), value.as_slice())?;
             }
             #[cfg(test)]
@@ -465,6 +474,20 @@ impl Store {
         Ok(moved)
     }
 
+    /// The `throttleRate` of an endpoint and of its application (none when gone).
+    pub fn throttle_rates(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+    ) -> Result<(Option<u16>, Option<u16>), StoreError> {
+        let ep_rate = self
+            .get_endpoint(app, ep.as_str())?
+            .and_then(|e| e.throttle_rate);
+        let app_rate = self.get_app(app.as_str())?.and_then(|a| a.throttle_rate);
+        // 0 is no rate at all, as an absent one.
+        Ok((ep_rate.filter(|r| *r > 0), app_rate.filter(|r| *r > 0)))
+    }
+
     pub fn destination(
         &self,
         app: &AppId,
@@ -532,8 +555,8 @@ impl Store {
         ep: &EndpointId,
         since: Option<Timestamp>,
         until: Option<Timestamp>,
-    ) -> Result<[u64; 4], StoreError> {
-        let mut counts = [0u64; 4];
+    ) -> Result<[u64; 5], StoreError> {
+        let mut counts = [0u64; 5];
         for r in self.destinations_between(app, ep, since, until, None) {
             let (_, d) = r?;
             counts[d.status.code() as usize] += 1;
@@ -743,6 +766,9 @@ pub(super) mod tests {
             payload: b"{}".to_vec(),
             created_at: Timestamp::now(),
             destinations: eps.to_vec(),
+            deliver_at: None,
+            payload_expires_at: None,
+            expunged: false,
         }
     }
 

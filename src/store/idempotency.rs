@@ -222,6 +222,9 @@ mod tests {
             payload: payload.clone(),
             created_at: now,
             destinations: Vec::new(),
+            deliver_at: None,
+            payload_expires_at: None,
+            expunged: false,
         };
         let key = [9u8; 32];
         let record = IdempotencyRecord {

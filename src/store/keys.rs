@@ -19,6 +19,7 @@
 //! | `attempts_by_ep`| app (27) ‖ ep (27) ‖ attempt (27)     | MessageId      |
 //! | `endpoint_health` | app (27) ‖ ep (27)                  | EndpointHealth |
 //! | `manual_queued` | app (27) ‖ ep (27) ‖ msg (27)         | queue key of its manual task |
+//! | `payload_expiry`| expiry ms (8) ‖ app (27) ‖ msg (27)   | (empty)        |
 //!
 //! The queue is grouped by endpoint and ordered by due time within it, so the dispatcher can take
 //! the next due tasks of one endpoint without reading any other's, and bring an endpoint's waiting
@@ -47,6 +48,8 @@ pub const TREE_ATTEMPTS_BY_EP: &str = "attempts_by_ep";
 pub const TREE_ENDPOINT_HEALTH: &str = "endpoint_health";
 /// A message's queued manual try to an endpoint (keyed as `destinations`), so recover can skip it.
 pub const TREE_MANUAL_QUEUED: &str = "manual_queued";
+/// Messages whose payload expires before the retention period (their own retention), by time.
+pub const TREE_PAYLOAD_EXPIRY: &str = "payload_expiry";
 
 /// Length of an `app ‖ endpoint` prefix.
 pub const ENDPOINT_KEY_LEN: usize = 2 * KSUID_LEN;
@@ -96,6 +99,21 @@ pub fn queue(app: &AppId, ep: &EndpointId, due_ms: i64, seq: u64) -> Vec<u8> {
 /// Every queued task of one endpoint.
 pub fn queue_of(app: &AppId, ep: &EndpointId) -> Vec<u8> {
     endpoint(app, ep)
+}
+
+/// `payload_expiry` key: when the payload of `msg` expires.
+pub fn payload_expiry(at_ms: i64, app: &AppId, msg: &MessageId) -> Vec<u8> {
+    let at = at_ms.max(0) as u64;
+    cat(&[
+        &at.to_be_bytes(),
+        app.ksuid().as_bytes(),
+        msg.ksuid().as_bytes(),
+    ])
+}
+
+/// The application and message of a `payload_expiry` key.
+pub fn payload_expiry_ids(key: &[u8]) -> Option<(AppId, MessageId)> {
+    message_ids(key.get(8..)?)
 }
 
 /// Due time and sequence of a queue key.
@@ -302,6 +320,15 @@ mod tests {
         assert_eq!(attempt_id_of(&attempt_by_ep(&a, &e, &t)), Some(t));
         assert!(message(&a, &m).starts_with(&messages_of(&a)));
         assert_ne!(msg_event_id(&a, "x"), msg_event_id(&AppId::generate(), "x"));
+    }
+
+    #[test]
+    fn payload_expiry_keys_order_by_time_and_round_trip() {
+        let (a, m) = (AppId::generate(), MessageId::generate());
+        let k = payload_expiry(1_700_000_000_000, &a, &m);
+        assert_eq!(payload_expiry_ids(&k), Some((a.clone(), m.clone())));
+        assert!(payload_expiry(5, &a, &m) < payload_expiry(6, &AppId::generate(), &m));
+        assert!(payload_expiry(255, &a, &m) < payload_expiry(256, &a, &m));
     }
 
     #[test]

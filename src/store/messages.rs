@@ -26,6 +26,10 @@ pub enum CreateOutcome {
 pub(super) const MESSAGE_V1: u8 = 1;
 /// Format of a message record whose payload is in the payload log.
 pub(super) const MESSAGE_V2: u8 = 2;
+/// Format 2 plus a delivery time, a payload expiry, and no payload place once expunged. Written
+/// only for messages that use one of these, so a store stays readable by the binary before them
+/// as long as none does.
+pub(super) const MESSAGE_V3: u8 = 3;
 
 /// A message as sled keeps it (format 2). Its ids are in its key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +68,39 @@ impl StoredMessage {
             payload: Vec::new(),
             created_at: self.created_at,
             destinations: self.destinations,
+            deliver_at: None,
+            payload_expires_at: None,
+            expunged: false,
+        }
+    }
+}
+
+/// A message as sled keeps it in format 3: format 2's fields, `payload` gone once expunged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StoredMessageV3 {
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub created_at: Timestamp,
+    pub destinations: Vec<EndpointId>,
+    pub payload: Option<PayloadRef>,
+    pub deliver_at: Option<Timestamp>,
+    pub payload_expires_at: Option<Timestamp>,
+}
+
+impl StoredMessageV3 {
+    fn of(msg: &Message, payload: Option<PayloadRef>) -> Self {
+        StoredMessageV3 {
+            event_type: msg.event_type.clone(),
+            event_id: msg.event_id.clone(),
+            channels: msg.channels.clone(),
+            tags: msg.tags.clone(),
+            created_at: msg.created_at,
+            destinations: msg.destinations.clone(),
+            payload,
+            deliver_at: msg.deliver_at,
+            payload_expires_at: msg.payload_expires_at,
         }
     }
 }
@@ -76,6 +113,26 @@ pub(super) fn decode_message(
 ) -> Result<(Message, Option<PayloadRef>), StoreError> {
     match v.first() {
         Some(&MESSAGE_V1) => Ok((decode_as(MESSAGE_V1, v)?, None)),
+        Some(&MESSAGE_V3) => {
+            let s: StoredMessageV3 = decode_as(MESSAGE_V3, v)?;
+            let (app_id, id) = keys::message_ids(key)
+                .ok_or_else(|| StoreError::Codec("malformed message key".into()))?;
+            let msg = Message {
+                id,
+                app_id,
+                event_type: s.event_type,
+                event_id: s.event_id,
+                channels: s.channels,
+                tags: s.tags,
+                payload: Vec::new(),
+                created_at: s.created_at,
+                destinations: s.destinations,
+                deliver_at: s.deliver_at,
+                payload_expires_at: s.payload_expires_at,
+                expunged: s.payload.is_none(),
+            };
+            Ok((msg, s.payload))
+        }
         _ => {
             let stored: StoredMessage = decode_as(MESSAGE_V2, v)?;
             let (app, id) = keys::message_ids(key)
@@ -87,7 +144,15 @@ pub(super) fn decode_message(
 }
 
 pub(super) fn encode_message(msg: &Message, payload: PayloadRef) -> Result<Vec<u8>, StoreError> {
+    if msg.deliver_at.is_some() || msg.payload_expires_at.is_some() {
+        return encode_as(MESSAGE_V3, &StoredMessageV3::of(msg, Some(payload)));
+    }
     encode_as(MESSAGE_V2, &StoredMessage::of(msg, payload))
+}
+
+/// The record of `msg` with its payload expunged (no place in the payload log).
+pub(super) fn encode_expunged(msg: &Message) -> Result<Vec<u8>, StoreError> {
+    encode_as(MESSAGE_V3, &StoredMessageV3::of(msg, None))
 }
 
 impl Store {
@@ -152,37 +217,48 @@ impl Store {
             task_keys.push(keys::queue(
                 &msg.app_id,
                 ep,
-                msg.created_at.millis(),
+                msg.first_due().millis(),
                 self.next_seq()?,
             ));
         }
-        let outcome = (&i.messages, &i.msg_event_id, &i.idempotency, &i.queue).transaction(
-            |(messages, event_ids, idem_tree, queue)| {
-                let settled = self.settled(
-                    idem_key,
-                    event_key.as_deref(),
-                    |k| messages.get(k),
-                    |k| event_ids.get(k),
-                    |k| idem_tree.get(k),
-                )?;
-                match settled {
-                    Some(Ok(answer)) => return Ok(CreateOutcome::Replayed(answer)),
-                    Some(Err(e)) => return abort(e),
-                    None => {}
-                }
-                if let Some(ek) = &event_key {
-                    event_ids.insert(ek.as_slice(), msg.id.ksuid().as_bytes())?;
-                }
-                messages.insert(msg_key.as_slice(), msg_value.as_slice())?;
-                for qk in &task_keys {
-                    queue.insert(qk.as_slice(), task.as_slice())?;
-                }
-                if let Some((k, v)) = &idem {
-                    idem_tree.insert(k.as_slice(), v.as_slice())?;
-                }
-                Ok(CreateOutcome::Created)
-            },
-        )?;
+        let expiry_key = msg
+            .payload_expires_at
+            .map(|t| keys::payload_expiry(t.millis(), &msg.app_id, &msg.id));
+        let trees = (
+            &i.messages,
+            &i.msg_event_id,
+            &i.idempotency,
+            &i.queue,
+            &i.payload_expiry,
+        );
+        let outcome = trees.transaction(|(messages, event_ids, idem_tree, queue, expiry)| {
+            let settled = self.settled(
+                idem_key,
+                event_key.as_deref(),
+                |k| messages.get(k),
+                |k| event_ids.get(k),
+                |k| idem_tree.get(k),
+            )?;
+            match settled {
+                Some(Ok(answer)) => return Ok(CreateOutcome::Replayed(answer)),
+                Some(Err(e)) => return abort(e),
+                None => {}
+            }
+            if let Some(ek) = &event_key {
+                event_ids.insert(ek.as_slice(), msg.id.ksuid().as_bytes())?;
+            }
+            messages.insert(msg_key.as_slice(), msg_value.as_slice())?;
+            for qk in &task_keys {
+                queue.insert(qk.as_slice(), task.as_slice())?;
+            }
+            if let Some(ek) = &expiry_key {
+                expiry.insert(ek.as_slice(), Vec::<u8>::new())?;
+            }
+            if let Some((k, v)) = &idem {
+                idem_tree.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok(CreateOutcome::Created)
+        })?;
         // A replay waits too: the request that wrote the record may not have seen its commit yet.
         {
             drop(gate);
@@ -269,7 +345,7 @@ impl Store {
         }
     }
 
-    fn with_payload(&self, key: &[u8], v: &[u8]) -> Result<Message, StoreError> {
+    pub(super) fn with_payload(&self, key: &[u8], v: &[u8]) -> Result<Message, StoreError> {
         let (mut msg, at) = decode_message(key, v)?;
         if let Some(at) = at {
             msg.payload = self.inner.payloads.read(&at, key)?;

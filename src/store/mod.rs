@@ -15,6 +15,7 @@ mod commit;
 mod delivery;
 mod endpoints;
 mod event_types;
+mod expunge;
 mod idempotency;
 pub mod keys;
 mod messages;
@@ -40,6 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use check::{check, CheckReport};
 pub use delivery::{QueuedTask, TryRecord};
+pub use expunge::{ExpungeOutcome, EXPUNGED_RESPONSE};
 pub use idempotency::{Answer, IdempotencyRecord};
 pub use messages::CreateOutcome;
 pub use operational::operational_app;
@@ -169,6 +171,7 @@ struct Inner {
     attempts_by_ep: sled::Tree,
     endpoint_health: sled::Tree,
     manual_queued: sled::Tree,
+    payload_expiry: sled::Tree,
     /// A handle on sled's data file, to fsync it outside the group commit.
     db_file: File,
     /// Message payloads, beside sled (see `payloads`).
@@ -250,6 +253,7 @@ impl Store {
             attempts_by_ep: tree(keys::TREE_ATTEMPTS_BY_EP)?,
             endpoint_health: tree(keys::TREE_ENDPOINT_HEALTH)?,
             manual_queued: tree(keys::TREE_MANUAL_QUEUED)?,
+            payload_expiry: tree(keys::TREE_PAYLOAD_EXPIRY)?,
             commit: commit::GroupCommit::start(db.clone(), db_file.try_clone()?)?,
             db_file,
             space,
@@ -875,6 +879,9 @@ mod tests {
             payload: b"{}".to_vec(),
             created_at: now,
             destinations: vec![EndpointId::generate()],
+            deliver_at: None,
+            payload_expires_at: None,
+            expunged: false,
         };
         let ep = msg.destinations[0].clone();
         let before = store.commit_rounds();

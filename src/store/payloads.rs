@@ -16,7 +16,9 @@
 //! written only once its payload is fsync'd (the payload log has its own group commit, see
 //! `Store::create_message`): every reference in sled points at durable bytes. So after a crash,
 //! whatever follows the first bad record of an `.open` file was never referenced: it is cut at
-//! open. Retention drops whole files (an hour at a time), never rewrites them.
+//! open. Retention drops whole files (an hour at a time), never rewrites them. Expunging one
+//! payload (`remove`) punches a hole where its bytes were, at once: no later compaction is
+//! needed for them to leave the file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -482,6 +484,32 @@ impl PayloadLog {
                 r.offset
             ))),
         }
+    }
+
+    /// Expunge the payload at `r`, written for `key`: its bytes leave the file at once (a hole
+    /// punched, or zeros written where the file system cannot punch), fsync'd before return, and
+    /// the record is marked removed. False when the record there is not `key`'s (already removed,
+    /// or its file dropped by retention): nothing is touched.
+    pub fn remove(&self, r: &PayloadRef, key: &[u8]) -> Result<bool, StoreError> {
+        let dir = &self.shared.dir;
+        // A file may be renamed from `.open` to `.seg` (finished) at any moment: try both names.
+        for open in [false, true, false] {
+            let path = dir.join(file_name(r.segment, open));
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let len = file.metadata()?.len();
+            return match read_record(&file, r.offset, len, false)? {
+                Ok(Some((rec, _))) if !rec.removed && rec.key == key && rec.len == r.len => {
+                    remove_record(&path, r.offset, r.len)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            };
+        }
+        Ok(false)
     }
 
     fn reader(&self, id: u64) -> Result<Arc<File>, StoreError> {

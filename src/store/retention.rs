@@ -132,6 +132,9 @@ mod tests {
             payload: b"{}".to_vec(),
             created_at: at,
             destinations: vec![ep.clone()],
+            deliver_at: None,
+            payload_expires_at: None,
+            expunged: false,
         };
         let old = mk(MessageId::generate_at(old_time.millis()), old_time, "old");
         let new = mk(MessageId::generate(), now, "new");

@@ -13,7 +13,7 @@
 use std::fs::File;
 
 use super::codec::decode_as;
-use super::messages::{encode_message, MESSAGE_V1, MESSAGE_V2};
+use super::messages::{encode_message, MESSAGE_V1, MESSAGE_V2, MESSAGE_V3};
 use super::payloads::PayloadLog;
 use super::StoreError;
 use crate::domain::Message;
@@ -84,7 +84,7 @@ fn payloads_out_of_records(
                 let msg: Message = decode_as(MESSAGE_V1, &v)?;
                 let at = payloads.append(&k, msg.created_at.millis(), &msg.payload)?;
                 batch.push((k, encode_message(&msg, at)?));
-            } else if v.first() != Some(&MESSAGE_V2) {
+            } else if v.first() != Some(&MESSAGE_V2) && v.first() != Some(&MESSAGE_V3) {
                 return Err(StoreError::Codec("unknown message record format".into()));
             }
         }

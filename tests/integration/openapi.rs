@@ -88,6 +88,13 @@ const ROUTES: &[(&str, &str)] = &[
         "put",
         "/api/v1/operational-webhook/endpoint/{endpoint_id}/headers",
     ),
+    ("delete", "/api/v1/app/{app_id}/msg/{msg_id}/content"),
+    ("post", "/api/v1/app/{app_id}/msg/bulk-expunge"),
+    ("post", "/api/v1/app/{app_id}/msg/expunge-all-contents"),
+    (
+        "delete",
+        "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
+    ),
 ];
 
 #[tokio::test]
