@@ -245,13 +245,13 @@ export function pager(onChange) {
   };
 }
 
-const STATUS = [['Success', 'success'], ['Pending', 'pending'], ['Failed', 'failed'], ['Sending', 'sending']];
+const STATUS = [['Success', 'success'], ['Pending', 'pending'], ['Failed', 'failed'], ['Sending', 'sending'], ['Canceled', 'muted']];
 export const STATUS_NAMES = STATUS.map((s) => s[0]);
 
 /** A coloured badge; `kind` is success, pending, failed, sending, muted or warn. */
 export const badge = (text, kind = 'muted') => h('span', { class: `badge badge-${kind}` }, text);
 
-/** The badge of a delivery status 0..3; null or absent: the message went to no endpoint. */
+/** The badge of a delivery status 0..4 (Svix's numbers; 4: canceled by an expunge); null or absent: the message went to no endpoint. */
 export function statusBadge(status) {
   if (status === null || status === undefined) return badge('No endpoints');
   const [text, kind] = STATUS[status] || ['Unknown', 'muted'];
