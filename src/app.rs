@@ -100,6 +100,7 @@ pub async fn run(
         body_read_timeout: std::time::Duration::from_secs_f64(config.server.body_read_timeout),
         backup_dir: config.backup_dir(),
         https: tls.is_some(),
+        portal: config.portal.clone(),
     });
     let acceptor = match &tls {
         Some(cert) => {

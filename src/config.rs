@@ -29,6 +29,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub delivery: DeliveryConfig,
+    pub portal: PortalConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,6 +162,97 @@ pub struct DeliveryConfig {
     pub svix_headers: bool,
     /// Failed tries of a message after which the operational event `message.attempt.failing` is sent.
     pub failing_event_after: u32,
+}
+
+/// The customer portal (`/portal/`): who may frame it, and the operator's branding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// CSP `frame-ancestors` of the portal's pages: the sites that may show it in an iframe,
+    /// space-separated (`'none'`: none; `'self'`; `https://app.example.com`; `https://*.example.com`).
+    pub frame_ancestors: String,
+    /// Named on the portal's pages ("ask <name> for a new link").
+    pub operator_name: Option<String>,
+    /// An `https://` (or `http://`) image shown in the portal's header.
+    pub logo_url: Option<String>,
+    /// The portal's accent colour, `#rgb` or `#rrggbb`.
+    pub accent: Option<String>,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig {
+            frame_ancestors: "'none'".into(),
+            operator_name: None,
+            logo_url: None,
+            accent: None,
+        }
+    }
+}
+
+impl PortalConfig {
+    /// The `frame-ancestors` sources, checked so that a value can never end the directive or add
+    /// another one (no `;`, `,` or quotes beyond the two keywords).
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key, msg: String| Err(ConfigError::Invalid { key, msg });
+        let sources: Vec<&str> = self.frame_ancestors.split_whitespace().collect();
+        if sources.is_empty() {
+            return bad(
+                "portal.frame_ancestors",
+                "must not be empty ('none' forbids every frame)".into(),
+            );
+        }
+        for s in &sources {
+            let keyword = matches!(*s, "'none'" | "'self'");
+            let plain = s.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, '-' | '.' | '_' | '~' | ':' | '/' | '*' | '%')
+            });
+            if !(keyword || plain && s.chars().any(|c| c.is_ascii_alphanumeric())) {
+                return bad(
+                    "portal.frame_ancestors",
+                    format!("{s:?} is not a source such as 'self' or https://app.example.com"),
+                );
+            }
+        }
+        if sources.len() > 1 && sources.contains(&"'none'") {
+            return bad(
+                "portal.frame_ancestors",
+                "'none' cannot be combined with other sources".into(),
+            );
+        }
+        if let Some(name) = &self.operator_name {
+            let n = name.trim().chars().count();
+            if n == 0 || n > 80 || name.chars().any(char::is_control) {
+                return bad(
+                    "portal.operator_name",
+                    "must be 1 to 80 characters on one line".into(),
+                );
+            }
+        }
+        if let Some(logo) = &self.logo_url {
+            let ok = url::Url::parse(logo).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !ok || logo.len() > 2048 {
+                return bad(
+                    "portal.logo_url",
+                    "must be an https:// (or http://) URL of an image".into(),
+                );
+            }
+        }
+        if let Some(c) = &self.accent {
+            let hex = c.strip_prefix('#').unwrap_or("");
+            if !(matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit())) {
+                return bad(
+                    "portal.accent",
+                    format!("{c:?} is not a colour such as #3b5bdb or #35d"),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -464,7 +556,7 @@ impl Config {
                 msg: format!("{h:?} is not a host, domain, IP address or CIDR"),
             });
         }
-        Ok(())
+        self.portal.check()
     }
 
     pub fn limits(&self) -> Limits {
@@ -539,6 +631,7 @@ impl Config {
         render_section(&mut out, "store", &shown.store);
         render_section(&mut out, "limits", &shown.limits);
         render_section(&mut out, "delivery", &shown.delivery);
+        render_section(&mut out, "portal", &shown.portal);
         out
     }
 }
@@ -915,6 +1008,57 @@ mod tests {
         .unwrap();
         assert_eq!(c.backup_dir(), PathBuf::from("/var/lib/herald/backups"));
         assert!(Config::load(None, env(&[("HERALD_STORE__BACKUP_DIR", "")]), &flags).is_err());
+    }
+
+    #[test]
+    fn portal_settings_are_checked_so_they_cannot_break_the_policy() {
+        let load = |vars: &[(&str, &str)]| Config::load(None, env(vars), &Overrides::default());
+        assert_eq!(load(&[]).unwrap().portal.frame_ancestors, "'none'");
+        let c = load(&[
+            (
+                "HERALD_PORTAL__FRAME_ANCESTORS",
+                "'self' https://app.example.com https://*.example.org:8443",
+            ),
+            ("HERALD_PORTAL__OPERATOR_NAME", "Acme Cloud"),
+            (
+                "HERALD_PORTAL__LOGO_URL",
+                "https://cdn.example.com/logo.svg",
+            ),
+            ("HERALD_PORTAL__ACCENT", "#0a7d5a"),
+        ])
+        .unwrap();
+        assert_eq!(c.portal.operator_name.as_deref(), Some("Acme Cloud"));
+        assert_eq!(
+            c.portal.frame_ancestors,
+            "'self' https://app.example.com https://*.example.org:8443"
+        );
+        assert_eq!(
+            load(&[("HERALD_PORTAL__FRAME_ANCESTORS", "'none'")])
+                .unwrap()
+                .portal
+                .frame_ancestors,
+            "'none'"
+        );
+        for (key, value) in [
+            (
+                "HERALD_PORTAL__FRAME_ANCESTORS",
+                "https://a.example; script-src *",
+            ),
+            (
+                "HERALD_PORTAL__FRAME_ANCESTORS",
+                "https://a.example, https://b",
+            ),
+            ("HERALD_PORTAL__FRAME_ANCESTORS", "'none' https://a.example"),
+            ("HERALD_PORTAL__FRAME_ANCESTORS", "'unsafe-inline'"),
+            ("HERALD_PORTAL__FRAME_ANCESTORS", " "),
+            ("HERALD_PORTAL__ACCENT", "red"),
+            ("HERALD_PORTAL__ACCENT", "#12345"),
+            ("HERALD_PORTAL__LOGO_URL", "javascript:alert(1)"),
+            ("HERALD_PORTAL__OPERATOR_NAME", "two\nlines"),
+        ] {
+            let e = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(e.contains("portal."), "{value:?}: {e}");
+        }
     }
 
     #[test]

@@ -230,6 +230,8 @@ pub const ROUTES: &[Route] = &[
     // Tokens.
     row("POST", "/api/v1/auth/app-portal-access/{app_id}", Admin),
     row("POST", "/api/v1/auth/app/{app_id}/expire-all", Admin),
+    // Before logout: the authorization matrix calls rows in order, and logout revokes.
+    row("GET", "/api/v1/auth/app-token", AppTokenOnly),
     row("POST", "/api/v1/auth/logout", AppTokenOnly),
 ];
 
@@ -338,7 +340,7 @@ pub fn authorize(
         Outcome::Allowed => Ok(()),
         Outcome::Unauthenticated => Err(ApiError::Unauthorized),
         Outcome::Forbidden => Err(ApiError::Forbidden(match rule {
-            Some(AppTokenOnly) => "only an application token can log out",
+            Some(AppTokenOnly) => "only an application token can use this route",
             Some(OwnApp(_) | AnyApp(_)) => "this token lacks the capability this route needs",
             _ => "this token cannot use this route",
         })),

@@ -58,6 +58,8 @@ pub struct ApiState {
     pub backup_dir: std::path::PathBuf,
     /// Served over TLS: portal links are `https://`.
     pub https: bool,
+    /// The customer portal's framing policy and branding (`[portal]`).
+    pub portal: crate::config::PortalConfig,
 }
 
 pub type State = Arc<ApiState>;
@@ -115,7 +117,7 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
         .unify()
         .or(protected)
         .unify()
-        .or(ui::routes())
+        .or(ui::routes(&state.portal))
         .unify()
         .recover(error::handle_rejection)
         .unify()

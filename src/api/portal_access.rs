@@ -1,5 +1,6 @@
 //! `/api/v1/auth`: application tokens for the customer portal (Svix's `app-portal-access`,
-//! `expire-all` and `logout`). A token is shown once, in the answer; only its hash is kept. The
+//! `expire-all` and `logout`, and Herald's `app-token`: what the calling token may do, which the
+//! portal asks so that it shows only the controls the token allows). A token is shown once, in the answer; only its hash is kept. The
 //! portal link carries it in the URL fragment, which browsers never send to a server, so it never
 //! reaches an access log or a `Referer`. These routes take no idempotency key: replaying a
 //! stored answer would mean keeping the token itself.
@@ -48,6 +49,18 @@ struct AppPortalAccessOut {
     token: String,
 }
 
+/// `GET /auth/app-token`: the calling application token, as the portal needs it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppTokenOut {
+    app_id: String,
+    /// Every capability the token has, those its others imply included (`ManageEndpoint` implies
+    /// both secret capabilities), so a client need not know the rules.
+    capabilities: Vec<&'static str>,
+    expires_at: String,
+    session_id: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ApplicationTokenExpireIn {
@@ -72,7 +85,19 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with(&state))
         .and(warp::header::optional::<String>("authorization"))
         .then(|s, h: Option<String>| async move { respond(logout(s, h).await) });
-    access.or(expire_all).unify().or(logout).unify().boxed()
+    let whoami = warp::path!("auth" / "app-token")
+        .and(warp::get())
+        .and(with(&state))
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|s, h: Option<String>| async move { respond(app_token(s, h)) });
+    access
+        .or(expire_all)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(whoami)
+        .unify()
+        .boxed()
 }
 
 /// Where the portal is served, as the caller reached us: scheme and `Host` (or `:authority`).
@@ -165,6 +190,8 @@ async fn portal_access(
         token::generate_app_token(app.id.clone(), caps, input.session_id, expires_at)
             .map_err(|e| ApiError::Internal(format!("no randomness for a token: {e}")))?;
     s.store.add_app_token(&record).await?;
+    // The portal learns its application from the token (`GET /auth/app-token`): one secret in
+    // the link, nothing else to keep in step with it.
     let url = format!("{origin}/portal/#token={token}");
     Ok(reply(StatusCode::OK, &AppPortalAccessOut { url, token }))
 }
@@ -232,6 +259,29 @@ async fn logout(s: State, header: Option<String>) -> Result<Response, ApiError> 
         Some(Credential::Admin) => {
             Err(ApiError::Forbidden("only an application token can log out"))
         }
+        None => Err(ApiError::Unauthorized),
+    }
+}
+
+fn app_token(s: State, header: Option<String>) -> Result<Response, ApiError> {
+    // The table lets only application tokens here; asked again so this handler stands alone.
+    match s.auth.credential(&s.store, header.as_deref())? {
+        Some(Credential::App(t)) => Ok(reply(
+            StatusCode::OK,
+            &AppTokenOut {
+                app_id: t.app_id.as_str().to_string(),
+                capabilities: Capability::ALL
+                    .into_iter()
+                    .filter(|c| t.capabilities.grants(*c))
+                    .map(Capability::name)
+                    .collect(),
+                expires_at: t.expires_at.to_rfc3339(),
+                session_id: t.session_id,
+            },
+        )),
+        Some(Credential::Admin) => Err(ApiError::Forbidden(
+            "only an application token can describe itself",
+        )),
         None => Err(ApiError::Unauthorized),
     }
 }

@@ -26,6 +26,7 @@ mod lists;
 mod metrics;
 mod openapi;
 mod operational;
+mod portal;
 mod power_loss;
 mod slow_clients;
 mod support;

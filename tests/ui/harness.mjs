@@ -14,8 +14,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const repo = join(here, '..', '..');
 export const TOKEN = 'ui-test-admin-token-0123456789abcdefghijklmnop';
 
-/** Start Herald; resolves once it logs its listening address. */
-export async function startHerald() {
+/** Start Herald (with extra `HERALD_*` variables in `env`); resolves once it logs its listening address. */
+export async function startHerald({ env = {} } = {}) {
   const bin = process.env.HERALD_BIN || join(repo, 'target', 'debug', 'herald');
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-ui-'));
   const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
@@ -29,6 +29,7 @@ export async function startHerald() {
       // Retries within seconds, so a failing delivery settles while the test watches.
       HERALD_DELIVERY__RETRY_SCHEDULE: '0.2,0.4',
       HERALD_DELIVERY__REQUEST_TIMEOUT: '2',
+      ...env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
