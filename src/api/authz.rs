@@ -63,6 +63,7 @@ pub const ROUTES: &[Route] = &[
     // Event types: the catalogue is shared and read-only to customers.
     row("GET", "/api/v1/event-type", AnyApp(ViewBase)),
     row("POST", "/api/v1/event-type", Admin),
+    row("POST", "/api/v1/event-type/import/openapi", Admin),
     row(
         "GET",
         "/api/v1/event-type/{event_type_name}",
@@ -129,6 +130,21 @@ pub const ROUTES: &[Route] = &[
         OwnApp(CreateAttempts),
     ),
     row(
+        "POST",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing",
+        OwnApp(CreateAttempts),
+    ),
+    row(
+        "POST",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/bulk-replay",
+        OwnApp(CreateAttempts),
+    ),
+    row(
+        "GET",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
+        OwnApp(ViewBase),
+    ),
+    row(
         "GET",
         "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
         OwnApp(ViewBase),
@@ -147,6 +163,7 @@ pub const ROUTES: &[Route] = &[
     row("GET", "/api/v1/app/{app_id}/msg", OwnApp(ViewBase)),
     row("POST", "/api/v1/app/{app_id}/msg", Admin),
     row("GET", "/api/v1/app/{app_id}/msg/{msg_id}", OwnApp(ViewBase)),
+    row("POST", "/api/v1/app/{app_id}/msg/precheck/active", Admin),
     // Attempts.
     row(
         "GET",
@@ -174,6 +191,10 @@ pub const ROUTES: &[Route] = &[
         OwnApp(CreateAttempts),
     ),
     // Operator-only.
+    row("POST", "/api/v1/environment/export", Admin),
+    row("POST", "/api/v1/environment/import", Admin),
+    row("GET", "/api/v1/background-task", Admin),
+    row("GET", "/api/v1/background-task/{task_id}", Admin),
     row("POST", "/api/v1/admin/backup", Admin),
     row("GET", "/api/v1/admin/stats", Admin),
     // Operational webhooks: the operator's own subscriptions.

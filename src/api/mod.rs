@@ -7,7 +7,9 @@ mod apps;
 mod attempts;
 pub mod auth;
 pub mod authz;
+mod background_tasks;
 mod endpoints;
+mod environment;
 pub mod error;
 mod event_types;
 mod health;
@@ -16,6 +18,7 @@ mod json;
 mod messages;
 mod metrics;
 mod openapi;
+mod openapi_import;
 mod operational;
 mod overview;
 mod pagination;
@@ -95,6 +98,10 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(messages::routes(state.clone()))
             .unify()
             .or(attempts::routes(state.clone()))
+            .unify()
+            .or(background_tasks::routes(state.clone()))
+            .unify()
+            .or(environment::routes(state.clone()))
             .unify()
             .or(admin::routes(state.clone()))
             .unify()

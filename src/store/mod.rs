@@ -24,6 +24,7 @@ pub mod payloads;
 mod retention;
 mod seal;
 mod space;
+pub mod tasks;
 mod tokens;
 mod upgrade;
 
@@ -45,6 +46,7 @@ pub use messages::CreateOutcome;
 pub use operational::operational_app;
 pub use page::{Budget, Direction, Page, PageQuery, SCAN_RECORDS};
 pub use space::{StorageStatus, WriteKind, BALLAST_FILE};
+pub use tasks::{BackgroundTask, EndpointWindow, ReplayFilter, TaskParams, TaskStatus};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be
 /// migrated into a sibling folder.
@@ -169,6 +171,7 @@ struct Inner {
     attempts_by_ep: sled::Tree,
     endpoint_health: sled::Tree,
     manual_queued: sled::Tree,
+    tasks: sled::Tree,
     /// A handle on sled's data file, to fsync it outside the group commit.
     db_file: File,
     /// Message payloads, beside sled (see `payloads`).
@@ -250,6 +253,7 @@ impl Store {
             attempts_by_ep: tree(keys::TREE_ATTEMPTS_BY_EP)?,
             endpoint_health: tree(keys::TREE_ENDPOINT_HEALTH)?,
             manual_queued: tree(keys::TREE_MANUAL_QUEUED)?,
+            tasks: tree(keys::TREE_TASKS)?,
             commit: commit::GroupCommit::start(db.clone(), db_file.try_clone()?)?,
             db_file,
             space,
