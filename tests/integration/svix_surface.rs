@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use svix::api::{BackgroundTaskListOptions, MessageAttemptListAttemptedMessagesOptions, Svix};
+use svix::api::{
+    BackgroundTaskListOptions, MessageAttemptListAttemptedMessagesOptions,
+    MessageAttemptListByEndpointOptions, Svix,
+};
 use svix::models::{
     BackgroundTaskOut, BackgroundTaskStatus, BackgroundTaskType, BulkReplayIn, EndpointIn,
     EnvironmentIn, EventTypeImportOpenApiIn, EventTypeIn, MessageIn, MessagePrecheckIn,
@@ -125,6 +128,24 @@ async fn recover_and_bulk_replay_are_background_tasks_that_can_be_listed_and_rea
     let done = ended(&svix, &bulk.id).await;
     assert_eq!(done.data["messagesSent"], 2, "{done:?}");
     rx.wait_for(14, Duration::from_secs(20)).await;
+
+    // Attempts filtered by their message's tag: only those of the one message tagged t1.
+    let t1 = svix
+        .message_attempt()
+        .list_by_endpoint(
+            app.clone(),
+            ep.clone(),
+            Some(MessageAttemptListByEndpointOptions {
+                tag: Some("t1".into()),
+                limit: Some(100),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let of: BTreeSet<&str> = t1.data.iter().map(|a| a.msg_id.as_str()).collect();
+    assert_eq!(of.len(), 1, "{of:?}");
+    assert_eq!(t1.data.len(), 4, "3 scheduled tries and 1 recovered");
 
     // Listing with Svix's filters.
     let list = svix
