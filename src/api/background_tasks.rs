@@ -179,8 +179,13 @@ fn time(field: &str, v: &str) -> Result<Timestamp, ValidationError> {
         .ok_or_else(|| ValidationError::new(field, "must be an RFC 3339 date-time"))
 }
 
-/// The window `[since, until)`, refused when it cannot hold a message.
-fn window(since: &str, until: Option<&str>) -> Result<(Timestamp, Option<Timestamp>), ApiError> {
+/// The window `[since, until)`, refused when it cannot hold a message (`verb`: what the task
+/// does, for the message).
+fn window(
+    since: &str,
+    until: Option<&str>,
+    verb: &str,
+) -> Result<(Timestamp, Option<Timestamp>), ApiError> {
     let since = time("since", since)?;
     let until = until.map(|u| time("until", u)).transpose()?;
     // Accepted, a future `since` would start a task that can find nothing: say so instead.
@@ -191,7 +196,7 @@ fn window(since: &str, until: Option<&str>) -> Result<(Timestamp, Option<Timesta
             "since",
             format!(
                 "is in the future (Herald's clock says {}): no message was created after it, \
-                 so there is nothing to send",
+                 so there is nothing to {verb}",
                 now.to_rfc3339()
             ),
         ));
@@ -210,12 +215,16 @@ async fn start(s: State, app: Seg, ep: Seg, body: Bytes, kind: Kind) -> Result<R
     let (since, until, filter) = match kind {
         Kind::Recover | Kind::ReplayMissing => {
             let input: WindowIn = json::parse(&body)?;
-            let (since, until) = window(&input.since, input.until.as_deref())?;
+            let verb = match kind {
+                Kind::Recover => "recover",
+                _ => "replay",
+            };
+            let (since, until) = window(&input.since, input.until.as_deref(), verb)?;
             (since, until, None)
         }
         Kind::BulkReplay => {
             let input: BulkReplayIn = json::parse(&body)?;
-            let (since, until) = window(&input.since, input.until.as_deref())?;
+            let (since, until) = window(&input.since, input.until.as_deref(), "replay")?;
             let status = match input.status {
                 None => None,
                 Some(code) => Some(
