@@ -162,6 +162,8 @@ pub struct DeliveryConfig {
     pub svix_headers: bool,
     /// Failed tries of a message after which the operational event `message.attempt.failing` is sent.
     pub failing_event_after: u32,
+    /// Records a background task (recover, replay) reads per step.
+    pub task_page_size: usize,
 }
 
 /// The customer portal (`/portal/`): who may frame it, and the operator's branding.
@@ -315,6 +317,7 @@ impl Default for DeliveryConfig {
             disable_after: 5.0 * 86400.0,
             svix_headers: false,
             failing_event_after: 4,
+            task_page_size: 1000,
         }
     }
 }
@@ -488,6 +491,9 @@ impl Config {
         if d.failing_event_after == 0 {
             return bad("delivery.failing_event_after", "must be at least 1");
         }
+        if !(1..=100_000).contains(&d.task_page_size) {
+            return bad("delivery.task_page_size", "must be between 1 and 100000");
+        }
         if !(self.server.shutdown_grace.is_finite()
             && (0.0..=3600.0).contains(&self.server.shutdown_grace))
         {
@@ -594,6 +600,7 @@ impl Config {
             disable_after: secs(d.disable_after),
             svix_headers: d.svix_headers,
             failing_event_after: d.failing_event_after,
+            task_page_size: d.task_page_size,
         }
     }
 

@@ -1,11 +1,9 @@
 //! Delivery state over the API: attempts (by message, by endpoint, one), a message's destinations,
-//! resend (a manual try, not retried), recover (re-send an endpoint's failed messages in a window)
-//! endpoint stats, and endpoint health (a Herald extension, for the admin UI).
+//! resend (a manual try, not retried), endpoint stats, and endpoint health (a Herald extension, for the admin UI).
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -14,11 +12,10 @@ use warp::Filter;
 use super::apps::find_app;
 use super::error::ApiError;
 use super::idempotency::{self, Idempotency};
-use super::json;
 use super::messages::{time_param, MessageOut};
 use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
-use super::{body, query, reply, respond, with, Seg, State};
+use super::{query, reply, respond, with, Seg, State};
 use crate::domain::{
     AppId, Application, Attempt, AttemptId, DeliveryStatus, Destination, Endpoint, Message,
     MessageId, Timestamp, ValidationError,
@@ -84,21 +81,6 @@ struct DestinationOut {
     channels: Option<Vec<String>>,
     throttle_rate: Option<u16>,
     created_at: String,
-    updated_at: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RecoverIn {
-    since: String,
-    until: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RecoverOut {
-    id: String,
-    status: &'static str,
-    task: &'static str,
     updated_at: String,
 }
 
@@ -184,12 +166,6 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with(&state))
         .and(idempotency::key())
         .then(|a, m, e, s: State, idem: Idempotency| idem.run(s.clone(), resend(s, a, m, e)));
-    let recover = warp::path!("app" / Seg / "endpoint" / Seg / "recover")
-        .and(warp::post())
-        .and(with(&state))
-        .and(body(&state))
-        .and(idempotency::key())
-        .then(|a, e, s: State, b, idem: Idempotency| idem.run(s.clone(), recover(s, a, e, b)));
     let health = warp::path!("app" / Seg / "endpoint" / Seg / "health")
         .and(warp::get())
         .and(with(&state))
@@ -207,8 +183,6 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(destinations)
         .unify()
         .or(resend)
-        .unify()
-        .or(recover)
         .unify()
         .or(stats)
         .unify()
@@ -274,6 +248,49 @@ impl AttemptFilter {
     }
 }
 
+/// Filters on an attempt's message: Svix's `tag`, `event_types` (comma-separated) and `channel`.
+struct OfMessage {
+    tag: Option<String>,
+    event_types: Option<Vec<String>>,
+    channel: Option<String>,
+}
+
+impl OfMessage {
+    fn parse(q: &Query) -> Self {
+        OfMessage {
+            tag: q.get("tag").map(String::from),
+            event_types: q
+                .get("event_types")
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|t| !t.is_empty()),
+            channel: q.get("channel").map(String::from),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tag.is_none() && self.event_types.is_none() && self.channel.is_none()
+    }
+
+    fn keep(&self, m: &Message) -> bool {
+        self.tag
+            .as_ref()
+            .is_none_or(|t| m.tags.as_ref().is_some_and(|ts| ts.contains(t)))
+            && self
+                .event_types
+                .as_ref()
+                .is_none_or(|t| t.contains(&m.event_type))
+            && self
+                .channel
+                .as_ref()
+                .is_none_or(|c| m.channels.as_ref().is_some_and(|cs| cs.contains(c)))
+    }
+}
+
 fn attempt_cursor(c: &str) -> Option<Vec<u8>> {
     c.parse::<AttemptId>()
         .ok()
@@ -330,8 +347,9 @@ fn by_msg(s: State, app: Seg, msg: Seg, q: Query) -> Result<Response, ApiError> 
         Some(e) => Some(find_endpoint(&s, &app, &Seg(e.to_string()))?.id),
         None => None,
     };
+    let of_msg = OfMessage::parse(&q).keep(&msg);
     let page = s.store.list_attempts_by_msg(&app.id, &msg.id, &pq, |a| {
-        filter.keep(a) && endpoint.as_ref().is_none_or(|e| &a.endpoint_id == e)
+        of_msg && filter.keep(a) && endpoint.as_ref().is_none_or(|e| &a.endpoint_id == e)
     })?;
     attempts_page(&s, &app.id, &q, page)
 }
@@ -343,9 +361,20 @@ fn by_endpoint(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiErr
         .scanning(s.limits.max_list_scan)
         .to_page_query(attempt_cursor)?;
     let filter = AttemptFilter::parse(&q)?;
+    let of_msg = OfMessage::parse(&q);
+    // Message filters read each attempt's message record (not its payload), within the page's
+    // scan budget.
     let page = s
         .store
-        .list_attempts_by_endpoint(&app.id, &ep.id, &pq, |a| filter.keep(a))?;
+        .list_attempts_by_endpoint(&app.id, &ep.id, &pq, |a| {
+            filter.keep(a)
+                && (of_msg.is_empty()
+                    || s.store
+                        .get_message_head(&app.id, &a.msg_id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|m| of_msg.keep(&m)))
+        })?;
     attempts_page(&s, &app.id, &q, page)
 }
 
@@ -414,56 +443,6 @@ async fn resend(s: State, app: Seg, msg: Seg, ep: Seg) -> Result<Response, ApiEr
     s.store.enqueue_manual(&app.id, &ep.id, &[msg.id]).await?;
     s.delivery.enqueued(&app.id, &[ep.id]);
     Ok(reply(StatusCode::ACCEPTED, &serde_json::json!({})))
-}
-
-/// Queue a manual try of every message whose delivery to the endpoint failed, created in
-/// `[since, until)`. Answers at once; the re-sends run in the background.
-async fn recover(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {
-    let input: RecoverIn = json::parse(&body)?;
-    let since = Timestamp::parse_rfc3339(&input.since)
-        .ok_or_else(|| ValidationError::new("since", "must be an RFC 3339 date-time"))?;
-    let until = match &input.until {
-        Some(u) => Some(
-            Timestamp::parse_rfc3339(u)
-                .ok_or_else(|| ValidationError::new("until", "must be an RFC 3339 date-time"))?,
-        ),
-        None => None,
-    };
-    // Accepted, a future `since` would start a task that can find nothing: say so instead.
-    let now = Timestamp::now();
-    let mut refused = Vec::new();
-    if since > now {
-        refused.push(ValidationError::new(
-            "since",
-            format!(
-                "is in the future (Herald's clock says {}): no message was created after it, \
-                 so there is nothing to recover",
-                now.to_rfc3339()
-            ),
-        ));
-    }
-    if until.is_some_and(|u| u <= since) {
-        refused.push(ValidationError::new("until", "must be later than since"));
-    }
-    if !refused.is_empty() {
-        return Err(ApiError::Validation(refused));
-    }
-    let app = find_app(&s, &app.0)?;
-    let ep = find_endpoint(&s, &app, &ep)?;
-    let task_id = format!(
-        "qtask_{}",
-        crate::domain::ids::ksuid_bound(Timestamp::now().millis(), false)
-    );
-    s.delivery.recover(app.id, ep.id, since, until);
-    Ok(reply(
-        StatusCode::ACCEPTED,
-        &RecoverOut {
-            id: task_id,
-            status: "running",
-            task: "endpoint.recover",
-            updated_at: Timestamp::now().to_rfc3339(),
-        },
-    ))
 }
 
 async fn stats(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiError> {

@@ -63,6 +63,7 @@ pub const ROUTES: &[Route] = &[
     // Event types: the catalogue is shared and read-only to customers.
     row("GET", "/api/v1/event-type", AnyApp(ViewBase)),
     row("POST", "/api/v1/event-type", Admin),
+    row("POST", "/api/v1/event-type/import/openapi", Admin),
     row(
         "GET",
         "/api/v1/event-type/{event_type_name}",
@@ -129,6 +130,21 @@ pub const ROUTES: &[Route] = &[
         OwnApp(CreateAttempts),
     ),
     row(
+        "POST",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing",
+        OwnApp(CreateAttempts),
+    ),
+    row(
+        "POST",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/bulk-replay",
+        OwnApp(CreateAttempts),
+    ),
+    row(
+        "GET",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
+        OwnApp(ViewBase),
+    ),
+    row(
         "GET",
         "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
         OwnApp(ViewBase),
@@ -160,6 +176,7 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
         Admin,
     ),
+    row("POST", "/api/v1/app/{app_id}/msg/precheck/active", Admin),
     // Attempts.
     row(
         "GET",
@@ -187,6 +204,10 @@ pub const ROUTES: &[Route] = &[
         OwnApp(CreateAttempts),
     ),
     // Operator-only.
+    row("POST", "/api/v1/environment/export", Admin),
+    row("POST", "/api/v1/environment/import", Admin),
+    row("GET", "/api/v1/background-task", Admin),
+    row("GET", "/api/v1/background-task/{task_id}", Admin),
     row("POST", "/api/v1/admin/backup", Admin),
     row("GET", "/api/v1/admin/stats", Admin),
     // Operational webhooks: the operator's own subscriptions.
@@ -362,7 +383,10 @@ mod tests {
         assert!(find("GET", "/api/v1/app/").is_none(), "empty segment");
         assert!(find("GET", "/api/v1/app/a/endpoint/e/secret/x").is_none());
         assert!(find("HEAD", "/api/v1/app").is_none());
-        assert!(find("POST", "/api/v1/no-such-resource").is_none(), "unlisted route");
+        assert!(
+            find("POST", "/api/v1/no-such-resource").is_none(),
+            "unlisted route"
+        );
         let (r, app) = find("POST", "/api/v1/auth/logout").unwrap();
         assert_eq!((r.rule, app), (AppTokenOnly, None));
     }

@@ -19,8 +19,8 @@ use crate::store::StoreError;
 /// POST body; PUT takes the same fields with the name from the path.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EventTypeIn {
-    name: Option<String>,
+pub(super) struct EventTypeIn {
+    pub(super) name: Option<String>,
     #[serde(default)]
     description: String,
     archived: Option<bool>,
@@ -46,7 +46,7 @@ struct EventTypePatch {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct EventTypeOut {
+pub(super) struct EventTypeOut {
     name: String,
     description: String,
     archived: bool,
@@ -60,7 +60,7 @@ struct EventTypeOut {
 }
 
 impl EventTypeOut {
-    fn new(e: EventType, with_schemas: bool) -> Self {
+    pub(super) fn new(e: EventType, with_schemas: bool) -> Self {
         EventTypeOut {
             schemas: e
                 .schemas
@@ -125,7 +125,11 @@ fn check_common(
 
 impl EventTypeIn {
     /// Validate and build the record for `name` (created at `created_at`).
-    fn into_record(self, name: &str, created_at: Timestamp) -> Result<EventType, ValidationError> {
+    pub(super) fn into_record(
+        self,
+        name: &str,
+        created_at: Timestamp,
+    ) -> Result<EventType, ValidationError> {
         check_common(
             &self.description,
             self.group_name.as_ref(),
@@ -177,7 +181,15 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with(&state))
         .and(query())
         .then(|n, s, q| async move { respond(delete(s, n, q).await) });
+    let import = warp::path!("event-type" / "import" / "openapi")
+        .and(warp::post())
+        .and(with(&state))
+        .and(body(&state))
+        .and(idempotency::key())
+        .then(|s: State, b, idem: Idempotency| idem.run(s.clone(), import_openapi(s, b)));
     list.or(create)
+        .unify()
+        .or(import)
         .unify()
         .or(get)
         .unify()
@@ -317,6 +329,124 @@ async fn delete(s: State, name: Seg, q: Query) -> Result<Response, ApiError> {
         .await
         .map_err(not_found)?;
     Ok(no_content())
+}
+
+/// Svix's EventTypeImportOpenApiIn. `specRaw` must be JSON (Herald reads no YAML).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImportIn {
+    spec: Option<serde_json::Value>,
+    spec_raw: Option<String>,
+    #[serde(default)]
+    replace_all: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /event-type/import/openapi`: create or update one event type per webhook of the
+/// document (see `openapi_import`); with `replaceAll`, archive the others; with `dryRun`, only
+/// say what would change.
+async fn import_openapi(s: State, body: Bytes) -> Result<Response, ApiError> {
+    let input: ImportIn = json::parse(&body)?;
+    let spec = match (input.spec, input.spec_raw) {
+        (Some(spec), _) => spec,
+        (None, Some(raw)) => serde_json::from_str(&raw).map_err(|e| {
+            ValidationError::new(
+                "specRaw",
+                format!("must be an OpenAPI document in JSON (YAML is not read): {e}"),
+            )
+        })?,
+        (None, None) => {
+            return Err(ValidationError::new("spec", "spec or specRaw is required").into())
+        }
+    };
+    let types = super::openapi_import::event_types(&spec)?;
+    let mut checked = Vec::with_capacity(types.len());
+    for t in &types {
+        let schemas = t.schemas.as_ref().map(check_schemas).transpose()?;
+        checked.push(schemas);
+    }
+    if input.dry_run {
+        return Ok(reply(
+            StatusCode::OK,
+            &serde_json::json!({"data": {"modified": [], "to_modify": types}}),
+        ));
+    }
+    let mut modified = Vec::with_capacity(types.len());
+    for (t, schemas) in types.into_iter().zip(checked) {
+        let now = Timestamp::now();
+        s.store
+            .upsert_event_type(&t.name, |old| {
+                Ok(EventType {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    archived: false,
+                    deprecated: t.deprecated,
+                    schemas: schemas.clone(),
+                    feature_flags: t.feature_flags.clone(),
+                    group_name: t.group_name.clone(),
+                    created_at: old.map_or(now, |o| o.created_at),
+                    updated_at: now,
+                })
+            })
+            .await?;
+        modified.push(t.name);
+    }
+    if input.replace_all {
+        for name in live_event_types(&s)? {
+            if modified.binary_search(&name).is_err() {
+                s.store
+                    .upsert_event_type(&name, |old| {
+                        let mut e = old.ok_or(StoreError::NotFound)?;
+                        e.archived = true;
+                        e.updated_at = Timestamp::now();
+                        Ok(e)
+                    })
+                    .await
+                    .map_err(not_found)?;
+            }
+        }
+    }
+    Ok(reply(
+        StatusCode::OK,
+        &serde_json::json!({"data": {"modified": modified}}),
+    ))
+}
+
+/// The names of every event type not archived (the catalogue is small: read page by page).
+fn live_event_types(s: &State) -> Result<Vec<String>, ApiError> {
+    Ok(all_event_types(s, false)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect())
+}
+
+/// Every event type (archived ones too if asked), page by page.
+pub(super) fn all_event_types(
+    s: &State,
+    include_archived: bool,
+) -> Result<Vec<EventType>, ApiError> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let q = crate::store::PageQuery {
+            limit: 250,
+            cursor: cursor.map(|c| (c, crate::store::Direction::Next)),
+            descending: false,
+            max_scan: crate::store::SCAN_RECORDS,
+        };
+        let page = s.store.list_event_types(&q, include_archived)?;
+        let next = page
+            .resume
+            .clone()
+            .or_else(|| page.items.last().map(|e| e.name.clone().into_bytes()));
+        let done = page.done;
+        all.extend(page.items);
+        match next {
+            Some(n) if !done => cursor = Some(n),
+            _ => return Ok(all),
+        }
+    }
 }
 
 fn not_found(e: StoreError) -> ApiError {

@@ -17,7 +17,7 @@ use super::pagination::{ksuid_key, list_json, ListParams};
 use super::query::Query;
 use super::{body, query, reply, respond, with, Seg, State};
 use crate::domain::{
-    validate, AppId, DeliveryStatus, Message, MessageId, Timestamp, ValidationError,
+    validate, AppId, DeliveryStatus, EndpointId, Message, MessageId, Timestamp, ValidationError,
 };
 use crate::store::{Answer, CreateOutcome, IdempotencyRecord};
 
@@ -72,9 +72,16 @@ pub struct MessageOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     deliver_at: Option<String>,
     /// Herald extension, on reads: the overall delivery status (see `DeliveryStatus::overall`);
-    /// absent for a message that had no endpoint to go to.
+    /// absent for a message that had no endpoint to go to. In a list of one endpoint's messages
+    /// (Svix's EndpointMessageOut): the status there.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<u8>,
+    /// In a list of one endpoint's messages: the status there, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_text: Option<&'static str>,
+    /// In a list of one endpoint's messages: when the next scheduled try there is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt: Option<String>,
 }
 
 impl<'a> MessageOut<'a> {
@@ -99,6 +106,8 @@ impl<'a> MessageOut<'a> {
             timestamp: m.created_at.to_rfc3339(),
             deliver_at: m.deliver_at.map(|t| t.to_rfc3339()),
             status: None,
+            status_text: None,
+            next_attempt: None,
         })
     }
 
@@ -106,6 +115,62 @@ impl<'a> MessageOut<'a> {
         self.status = s.store.message_status(m)?.map(DeliveryStatus::code);
         Ok(self)
     }
+
+    /// With the message's status at `ep` (a message listed for one endpoint).
+    fn at_endpoint(mut self, s: &State, m: &Message, ep: &EndpointId) -> Result<Self, ApiError> {
+        let (status, next) = status_at(s, m, ep)?;
+        self.status = Some(status.code());
+        self.status_text = Some(status.text());
+        self.next_attempt = next.map(Timestamp::to_rfc3339);
+        Ok(self)
+    }
+}
+
+/// A message's status at `ep` and its next try there, if it was sent there (fanned out at
+/// acceptance, or tried there since: a resend or a replay).
+fn status_at(
+    s: &State,
+    m: &Message,
+    ep: &EndpointId,
+) -> Result<(DeliveryStatus, Option<Timestamp>), ApiError> {
+    let record = s.store.destination(&m.app_id, ep, &m.id)?;
+    let in_flight = s.delivery.in_flight(&m.app_id, ep, &m.id);
+    let status = crate::domain::Destination::shown(record.as_ref(), in_flight);
+    Ok((status, record.and_then(|d| d.next_attempt)))
+}
+
+/// Whether `m` was sent to `ep`: fanned out there at acceptance, or tried there since.
+fn sent_to(s: &State, m: &Message, ep: &EndpointId) -> bool {
+    m.destinations.contains(ep)
+        || s.store
+            .destination(&m.app_id, ep, &m.id)
+            .is_ok_and(|d| d.is_some())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PrecheckIn {
+    event_type: String,
+    channels: Option<Vec<String>>,
+}
+
+/// `POST /app/{app}/msg/precheck/active`: would a message of this event type (and channels) go
+/// to any endpoint now?
+fn precheck(s: State, app: Seg, body: Bytes) -> Result<Response, ApiError> {
+    let input: PrecheckIn = json::parse(&body)?;
+    validate::event_type_name("eventType", &input.event_type)?;
+    if let Some(c) = &input.channels {
+        validate::channels("channels", c)?;
+    }
+    let app = find_app(&s, &app.0)?;
+    let active = !s
+        .store
+        .fan_out(&app.id, &input.event_type, input.channels.as_deref())?
+        .is_empty();
+    Ok(reply(
+        StatusCode::OK,
+        &serde_json::json!({ "active": active }),
+    ))
 }
 
 fn internal(e: serde_json::Error) -> ApiError {
@@ -227,8 +292,26 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .then(|app, ep, s: State, b, idem: Idempotency| {
             idem.run_recorded(s.clone(), move |key| send_example(s, app, ep, key, b))
         });
+    let by_endpoint = warp::path!("app" / Seg / "endpoint" / Seg / "msg")
+        .and(warp::get())
+        .and(with(&state))
+        .and(query())
+        .then(|app, ep, s, q| async move {
+            respond(super::blocking(move || list_at(s, app, ep, q)).await)
+        });
+    let precheck = warp::path!("app" / Seg / "msg" / "precheck" / "active")
+        .and(warp::post())
+        .and(with(&state))
+        .and(body(&state))
+        .then(
+            |app, s, b| async move { respond(super::blocking(move || precheck(s, app, b)).await) },
+        );
     create
         .or(list)
+        .unify()
+        .or(by_endpoint)
+        .unify()
+        .or(precheck)
         .unify()
         .or(get)
         .unify()
@@ -429,6 +512,26 @@ fn schema_example(schemas: &str, index: usize) -> Option<Vec<u8>> {
 /// request costs memory on the order of that budget, whatever the payloads add up to.
 fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
     let app = find_app(&s, &app.0)?;
+    list_of(s, app, None, q)
+}
+
+/// `GET /app/{app}/endpoint/{ep}/msg`: the messages sent to one endpoint, each with its status
+/// there (Svix's EndpointMessageOut). Filters as the messages list; `status` is the one there.
+fn list_at(s: State, app: Seg, ep: Seg, q: Query) -> Result<Response, ApiError> {
+    let app = find_app(&s, &app.0)?;
+    let ep = s
+        .store
+        .get_endpoint(&app.id, &ep.0)?
+        .ok_or(ApiError::NotFound("endpoint not found"))?;
+    list_of(s, app, Some(ep.id), q)
+}
+
+fn list_of(
+    s: State,
+    app: crate::domain::Application,
+    at: Option<EndpointId>,
+    q: Query,
+) -> Result<Response, ApiError> {
     let params = ListParams::parse(&q, true)?.scanning(s.limits.max_list_scan);
     let pq = params.to_page_query(|c| {
         c.parse::<MessageId>()
@@ -453,9 +556,13 @@ fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
         with_content.then_some(s.limits.max_list_bytes),
         |m| {
             filter.keep(m)
+                && at.as_ref().is_none_or(|ep| sent_to(&s, m, ep))
                 && status.is_none_or(|want| {
                     // Sending is a moment of pending: a filter on either finds both.
-                    let have = s.store.message_status(m).ok().flatten();
+                    let have = match &at {
+                        Some(ep) => status_at(&s, m, ep).ok().map(|(st, _)| st.settled()),
+                        None => s.store.message_status(m).ok().flatten(),
+                    };
                     have.is_some_and(|h| h == want.settled())
                 })
         },
@@ -486,7 +593,11 @@ fn list(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
             } else {
                 &m
             };
-            let out = MessageOut::new(m, with_content)?.with_status(&s, m)?;
+            let out = MessageOut::new(m, with_content)?;
+            let out = match &at {
+                Some(ep) => out.at_endpoint(&s, m, ep)?,
+                None => out.with_status(&s, m)?,
+            };
             serde_json::to_writer(buf, &out).map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok(true)
         },

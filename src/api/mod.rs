@@ -7,7 +7,9 @@ mod apps;
 mod attempts;
 pub mod auth;
 pub mod authz;
+mod background_tasks;
 mod endpoints;
+mod environment;
 pub mod error;
 mod event_types;
 mod expunge;
@@ -17,6 +19,7 @@ mod json;
 mod messages;
 mod metrics;
 mod openapi;
+mod openapi_import;
 mod operational;
 mod overview;
 mod pagination;
@@ -100,6 +103,10 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(expunge::routes(state.clone()))
             .unify()
             .or(attempts::routes(state.clone()))
+            .unify()
+            .or(background_tasks::routes(state.clone()))
+            .unify()
+            .or(environment::routes(state.clone()))
             .unify()
             .or(admin::routes(state.clone()))
             .unify()

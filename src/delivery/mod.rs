@@ -11,22 +11,20 @@ pub mod operational;
 pub mod retry;
 pub mod signer;
 pub mod ssrf;
+mod tasks;
 mod throttle;
 mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{AppId, EndpointId, MessageId, Timestamp};
+use crate::domain::{AppId, EndpointId, MessageId};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{BackgroundTask, Store, StoreError, TaskParams};
 
 pub use breaker::State as BreakerState;
 pub use client::{no_response_kind, post_json, probe, ClientError, ProxyOptions};
 pub use dispatcher::EndpointLoad;
-
-/// Failed destinations read per page by recover.
-const RECOVER_PAGE: usize = 1000;
 
 /// Delivery settings (from `[delivery]` in the configuration).
 #[derive(Debug, Clone)]
@@ -52,6 +50,9 @@ pub struct DeliveryOptions {
     pub svix_headers: bool,
     /// Send `message.attempt.failing` after this many failed tries of a message (Svix: 4).
     pub failing_event_after: u32,
+    /// Records a background task (recover, replay) reads per step; its progress is written
+    /// after each.
+    pub task_page_size: usize,
 }
 
 impl Default for DeliveryOptions {
@@ -71,6 +72,7 @@ impl Default for DeliveryOptions {
             disable_after: Duration::from_secs(5 * 86400),
             svix_headers: false,
             failing_event_after: 4,
+            task_page_size: 1000,
         }
     }
 }
@@ -88,9 +90,9 @@ impl Delivery {
         opts: DeliveryOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Delivery, ClientError> {
-        Ok(Delivery {
-            shared: dispatcher::start(store, opts, metrics)?,
-        })
+        let shared = dispatcher::start(store, opts, metrics)?;
+        tasks::resume_all(&shared);
+        Ok(Delivery { shared })
     }
 
     /// Tasks of these endpoints are due now (a message was accepted, a resend was queued).
@@ -108,60 +110,17 @@ impl Delivery {
         self.shared.in_flight(app, ep, msg)
     }
 
-    /// Queue a manual try of every message created in `[since, until)` whose delivery to `ep`
-    /// failed and has no manual try queued or running yet. Runs in the background, page by page (memory stays bounded whatever the history),
-    /// until done or until shutdown.
     /// Run `job` in the background until it ends or delivery shuts down (then it is dropped:
     /// such jobs must be safe to run again).
     pub fn spawn_job(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
         self.shared.spawn_job(job);
     }
 
-    pub fn recover(&self, app: AppId, ep: EndpointId, since: Timestamp, until: Option<Timestamp>) {
-        let shared = self.shared.clone();
-        self.shared.spawn_job(async move {
-            let mut after: Option<MessageId> = None;
-            let mut queued = 0;
-            loop {
-                let (store, a, e, from) = (shared.store.clone(), app.clone(), ep.clone(), after);
-                let page = tokio::task::spawn_blocking(move || {
-                    store.failed_messages(&a, &e, since, until, from.as_ref(), RECOVER_PAGE)
-                })
-                .await;
-                let (ids, next) = match page {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "recover: reading failed messages failed");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "recover: reading failed messages failed");
-                        return;
-                    }
-                };
-                if !ids.is_empty() {
-                    // Messages with a manual try still queued or running are skipped, so calling
-                    // recover again before the tries end does not send them twice.
-                    match shared
-                        .store
-                        .enqueue_manual_unless_queued(&app, &ep, &ids)
-                        .await
-                    {
-                        Ok(n) => queued += n,
-                        Err(e) => {
-                            tracing::error!(error = %e, "recover: queueing failed");
-                            return;
-                        }
-                    }
-                    shared.enqueued(&app, std::slice::from_ref(&ep));
-                }
-                match next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
-            tracing::info!(endpoint = %ep, messages = queued, "recover queued");
-        });
+    /// Start a background task (see `tasks`): its record is on disk when this returns, and it
+    /// runs page by page until done, failed, or shutdown (then it resumes at the next start).
+    /// Other kinds of work add a variant to [`TaskParams`] and a step in `tasks`.
+    pub async fn start_task(&self, params: TaskParams) -> Result<BackgroundTask, StoreError> {
+        tasks::start(&self.shared, params).await
     }
 
     /// Stop starting tries and wait up to `grace` for running ones to finish.

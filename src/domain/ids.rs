@@ -111,6 +111,7 @@ id_type!(AppId, "app_", "application");
 id_type!(EndpointId, "ep_", "endpoint");
 id_type!(MessageId, "msg_", "message");
 id_type!(AttemptId, "atmpt_", "attempt");
+id_type!(TaskId, "qtask_", "background task");
 
 #[cfg(test)]
 mod tests {

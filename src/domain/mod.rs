@@ -9,7 +9,7 @@ pub mod time;
 pub mod token;
 pub mod validate;
 
-pub use ids::{AppId, AttemptId, EndpointId, IdError, MessageId};
+pub use ids::{AppId, AttemptId, EndpointId, IdError, MessageId, TaskId};
 pub use message::*;
 pub use model::*;
 pub use time::Timestamp;

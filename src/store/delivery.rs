@@ -136,6 +136,20 @@ pub(super) fn unmark_manual(
     Ok(())
 }
 
+/// Which messages a manual enqueue leaves out (a queued manual try counts only while its task is
+/// still in the queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// None (resend).
+    Never,
+    /// Those with a manual try queued (bulk replay).
+    Queued,
+    /// Those queued, or whose delivery here has not failed (recover).
+    QueuedOrNotFailed,
+    /// Those queued, or with any try here ended (replay-missing).
+    QueuedOrRecorded,
+}
+
 impl Store {
     /// Each endpoint that has queued tasks, with its earliest due time: one seek per endpoint.
     pub fn queue_heads(&self) -> Result<Vec<(EndpointRef, i64)>, StoreError> {
@@ -362,7 +376,7 @@ impl Store {
         ep: &EndpointId,
         msgs: &[MessageId],
     ) -> Result<(), StoreError> {
-        self.queue_manual(app, ep, msgs, false)?;
+        self.queue_manual(app, ep, msgs, Skip::Never)?;
         self.durable().await
     }
 
@@ -377,7 +391,35 @@ impl Store {
         ep: &EndpointId,
         msgs: &[MessageId],
     ) -> Result<usize, StoreError> {
-        let queued = self.queue_manual(app, ep, msgs, true)?;
+        let queued = self.queue_manual(app, ep, msgs, Skip::QueuedOrNotFailed)?;
+        self.durable().await?;
+        Ok(queued)
+    }
+
+    /// Queue a manual try (replay-missing) of each of `msgs` to `ep` that has never been sent
+    /// there: no try of it to `ep` has ended and none is queued. The caller leaves out messages
+    /// fanned out to `ep` at acceptance. Durable on return; returns how many were queued.
+    pub async fn enqueue_missing(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        msgs: &[MessageId],
+    ) -> Result<usize, StoreError> {
+        let queued = self.queue_manual(app, ep, msgs, Skip::QueuedOrRecorded)?;
+        self.durable().await?;
+        Ok(queued)
+    }
+
+    /// Queue a manual try (bulk replay) of each of `msgs` to `ep` that has none queued yet, so a
+    /// task resumed after a crash does not queue a page twice. Durable on return; returns how
+    /// many were queued.
+    pub async fn enqueue_replay(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        msgs: &[MessageId],
+    ) -> Result<usize, StoreError> {
+        let queued = self.queue_manual(app, ep, msgs, Skip::Queued)?;
         self.durable().await?;
         Ok(queued)
     }
@@ -390,7 +432,7 @@ impl Store {
         app: &AppId,
         ep: &EndpointId,
         msgs: &[MessageId],
-        skip_queued: bool,
+        skip: Skip,
     ) -> Result<usize, StoreError> {
         let _gate = self.write_gate();
         let now = Timestamp::now();
@@ -415,23 +457,27 @@ impl Store {
         let queued = trees.transaction(|(queue, marks, dests)| {
             let mut queued = 0;
             for (mark, key, task) in &tasks {
-                if skip_queued {
+                if skip != Skip::Never {
                     if let Some(earlier) = marks.get(mark.as_slice())? {
                         if queue.get(&earlier)?.is_some() {
                             continue;
                         }
                     }
-                    // Destinations are keyed as the markers are.
-                    let failed = match dests.get(mark.as_slice())? {
+                }
+                // Destinations are keyed as the markers are.
+                let skipped = match skip {
+                    Skip::Never | Skip::Queued => false,
+                    Skip::QueuedOrRecorded => dests.get(mark.as_slice())?.is_some(),
+                    Skip::QueuedOrNotFailed => match dests.get(mark.as_slice())? {
                         Some(v) => {
                             let d: Destination = decode(&v).or_else(super::abort)?;
-                            d.status == DeliveryStatus::Fail
+                            d.status != DeliveryStatus::Fail
                         }
-                        None => false,
-                    };
-                    if !failed {
-                        continue;
-                    }
+                        None => true,
+                    },
+                };
+                if skipped {
+                    continue;
                 }
                 queue.insert(key.as_slice(), task.as_slice())?;
                 marks.insert(mark.as_slice(), key.as_slice())?;

@@ -20,6 +20,7 @@
 //! | `endpoint_health` | app (27) ‖ ep (27)                  | EndpointHealth |
 //! | `manual_queued` | app (27) ‖ ep (27) ‖ msg (27)         | queue key of its manual task |
 //! | `payload_expiry`| expiry ms (8) ‖ app (27) ‖ msg (27)   | (empty)        |
+//! | `tasks`         | background task ksuid (27)            | BackgroundTask |
 //!
 //! The queue is grouped by endpoint and ordered by due time within it, so the dispatcher can take
 //! the next due tasks of one endpoint without reading any other's, and bring an endpoint's waiting
@@ -28,7 +29,7 @@
 //! parts first so a prefix scan selects one parent.
 
 use crate::domain::ids::KSUID_LEN;
-use crate::domain::{AppId, AttemptId, EndpointId, MessageId};
+use crate::domain::{AppId, AttemptId, EndpointId, MessageId, TaskId};
 
 pub const TREE_META: &str = "meta";
 pub const TREE_APPS: &str = "apps";
@@ -50,6 +51,8 @@ pub const TREE_ENDPOINT_HEALTH: &str = "endpoint_health";
 pub const TREE_MANUAL_QUEUED: &str = "manual_queued";
 /// Messages whose payload expires before the retention period (their own retention), by time.
 pub const TREE_PAYLOAD_EXPIRY: &str = "payload_expiry";
+/// Background tasks (recover, replays), so they survive a restart.
+pub const TREE_TASKS: &str = "tasks";
 
 /// Length of an `app ‖ endpoint` prefix.
 pub const ENDPOINT_KEY_LEN: usize = 2 * KSUID_LEN;
@@ -199,6 +202,11 @@ pub fn attempt_ids(key: &[u8]) -> Option<(AppId, MessageId, AttemptId)> {
 
 pub fn attempt_id_of(key: &[u8]) -> Option<AttemptId> {
     AttemptId::from_ksuid(std::str::from_utf8(key.get(ENDPOINT_KEY_LEN..)?).ok()?).ok()
+}
+
+/// A background task's key: its ksuid, so keys sort by creation time.
+pub fn task(id: &TaskId) -> Vec<u8> {
+    id.ksuid().as_bytes().to_vec()
 }
 
 pub fn app(id: &AppId) -> Vec<u8> {

@@ -396,6 +396,52 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A page of an application's messages (without payloads) created in `[since, until)`, in
+    /// creation order, after `after` (the previous page's cursor). Reads at most `scan` records,
+    /// so one call is bounded whatever the history; the cursor is `None` at the end.
+    pub fn messages_created(
+        &self,
+        app: &AppId,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        after: Option<&MessageId>,
+        scan: usize,
+    ) -> Result<(Vec<Message>, Option<MessageId>), StoreError> {
+        let bound = |t: Timestamp, slack: i64| {
+            let k = ids::ksuid_bound(t.millis().saturating_add(slack), false);
+            [keys::messages_of(app), k.into_bytes()].concat()
+        };
+        let mut start = bound(since, -ID_CLOCK_SLACK_MS);
+        if let Some(a) = after {
+            // Just past `after`'s key: the smallest key greater than it.
+            let mut past = keys::message(app, a);
+            past.push(0);
+            start = start.max(past);
+        }
+        let end = match until {
+            Some(u) => bound(u, ID_CLOCK_SLACK_MS),
+            None => keys::prefix_end(&keys::messages_of(app)).unwrap_or_default(),
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for (seen, r) in self.inner.messages.range(start..end).enumerate() {
+            if seen == scan {
+                return Ok((out, last));
+            }
+            let (k, v) = r?;
+            let (mut m, _) = decode_message(&k, &v)?;
+            m.payload = Vec::new();
+            last = Some(m.id.clone());
+            // Ids are read with slack around the window; the creation time judges exactly.
+            if m.created_at >= since && until.is_none_or(|u| m.created_at < u) {
+                out.push(m);
+            }
+        }
+        Ok((out, None))
+    }
+}
+
 /// How far a message id's time may stray from its `created_at` (the clock is read once for each,
 /// and ids stay increasing when the clock steps back), for seeking by time.
 const ID_CLOCK_SLACK_MS: i64 = 60_000;

@@ -25,6 +25,7 @@ pub mod payloads;
 mod retention;
 mod seal;
 mod space;
+pub mod tasks;
 mod tokens;
 mod upgrade;
 
@@ -47,6 +48,7 @@ pub use messages::CreateOutcome;
 pub use operational::operational_app;
 pub use page::{Budget, Direction, Page, PageQuery, SCAN_RECORDS};
 pub use space::{StorageStatus, WriteKind, BALLAST_FILE};
+pub use tasks::{BackgroundTask, EndpointWindow, ReplayFilter, TaskParams, TaskStatus};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be
 /// migrated into a sibling folder.
@@ -172,6 +174,7 @@ struct Inner {
     endpoint_health: sled::Tree,
     manual_queued: sled::Tree,
     payload_expiry: sled::Tree,
+    tasks: sled::Tree,
     /// A handle on sled's data file, to fsync it outside the group commit.
     db_file: File,
     /// Message payloads, beside sled (see `payloads`).
@@ -254,6 +257,7 @@ impl Store {
             endpoint_health: tree(keys::TREE_ENDPOINT_HEALTH)?,
             manual_queued: tree(keys::TREE_MANUAL_QUEUED)?,
             payload_expiry: tree(keys::TREE_PAYLOAD_EXPIRY)?,
+            tasks: tree(keys::TREE_TASKS)?,
             commit: commit::GroupCommit::start(db.clone(), db_file.try_clone()?)?,
             db_file,
             space,

@@ -1,0 +1,206 @@
+//! Background tasks: recover, replay-missing and bulk replay, run step by step. Each step reads
+//! one bounded page (`delivery.task_page_size` records), queues its manual tries durably, then
+//! records the task's cursor and counters durably, in that order: a crash between the two repeats
+//! one page, whose enqueue skips what is already queued. At start-up every task still marked
+//! running resumes from its cursor; one that cannot go on (its endpoint is gone, a store error)
+//! ends `failed` with the reason.
+
+use std::sync::Arc;
+
+use super::dispatcher::Shared;
+use crate::domain::{Destination, Endpoint, Message, MessageId};
+use crate::store::{BackgroundTask, EndpointWindow, ReplayFilter, Store, TaskParams, TaskStatus};
+
+/// What one step did.
+struct Step {
+    /// Where the next step starts; `None`: the task is done.
+    next: Option<String>,
+    scanned: u64,
+    sent: u64,
+}
+
+/// Write a new task and run it in the background; durable (so it will be resumed) on return.
+pub(super) async fn start(
+    shared: &Arc<Shared>,
+    params: TaskParams,
+) -> Result<BackgroundTask, crate::store::StoreError> {
+    let task = BackgroundTask::new(params);
+    shared.store.put_task(&task).await?;
+    spawn(shared, task.clone());
+    Ok(task)
+}
+
+/// Resume every task a previous run left running.
+pub(super) fn resume_all(shared: &Arc<Shared>) {
+    let s = shared.clone();
+    shared.spawn_job(async move {
+        let store = s.store.clone();
+        match tokio::task::spawn_blocking(move || store.running_tasks()).await {
+            Ok(Ok(tasks)) => {
+                for t in tasks {
+                    tracing::info!(task = %t.id, kind = t.params.kind(), "resuming background task");
+                    spawn(&s, t);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "reading background tasks failed"),
+            Err(e) => tracing::error!(error = %e, "reading background tasks failed"),
+        }
+    });
+}
+
+fn spawn(shared: &Arc<Shared>, task: BackgroundTask) {
+    let s = shared.clone();
+    shared.spawn_job(run(s, task));
+}
+
+/// Step until done or failed. Shutdown aborts it between awaits: the record keeps the last
+/// cursor written, and the next start resumes from there.
+async fn run(shared: Arc<Shared>, mut task: BackgroundTask) {
+    loop {
+        let outcome = step(&shared, &task).await;
+        match outcome {
+            Ok(s) => {
+                task.scanned += s.scanned;
+                task.sent += s.sent;
+                task.cursor = s.next.clone();
+                if s.next.is_none() {
+                    task.status = TaskStatus::Finished;
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(task = %task.id, %reason, "background task failed");
+                task.status = TaskStatus::Failed;
+                task.error = Some(reason);
+            }
+        }
+        task.updated_at = crate::domain::Timestamp::now();
+        if let Err(e) = shared.store.put_task(&task).await {
+            // It stays running on disk and resumes at the next start.
+            tracing::error!(task = %task.id, error = %e, "recording background task progress failed");
+            return;
+        }
+        if task.status != TaskStatus::Running {
+            tracing::info!(task = %task.id, kind = task.params.kind(), sent = task.sent, status = task.status.text(), "background task ended");
+            return;
+        }
+    }
+}
+
+/// One page of work; `Err` is the reason the task cannot go on.
+async fn step(shared: &Arc<Shared>, task: &BackgroundTask) -> Result<Step, String> {
+    let page = shared.opts.task_page_size.max(1);
+    let store = shared.store.clone();
+    let (w, cursor) = match &task.params {
+        TaskParams::Recover(w) | TaskParams::ReplayMissing(w) | TaskParams::BulkReplay(w, _) => {
+            (w.clone(), task.cursor.clone())
+        }
+    };
+    let after = match cursor {
+        Some(c) => Some(
+            c.parse::<MessageId>()
+                .map_err(|_| format!("the task's stored position {c:?} is not a message id"))?,
+        ),
+        None => None,
+    };
+    let (params, win) = (task.params.clone(), w.clone());
+    let read_page = move || -> Result<(Vec<MessageId>, Option<MessageId>, u64), String> {
+        let w = win;
+        let ep = store
+            .get_endpoint(&w.app, w.endpoint.as_str())
+            .map_err(|e| format!("reading the endpoint failed: {e}"))?
+            .ok_or_else(|| "the endpoint was deleted".to_string())?;
+        let read = |e: crate::store::StoreError| format!("reading messages failed: {e}");
+        match &params {
+            TaskParams::Recover(_) => {
+                let (ids, next) = store
+                    .failed_messages(&w.app, &w.endpoint, w.since, w.until, after.as_ref(), page)
+                    .map_err(read)?;
+                let n = ids.len() as u64;
+                Ok((ids, next, n))
+            }
+            TaskParams::ReplayMissing(_) => {
+                let (msgs, next) = store
+                    .messages_created(&w.app, w.since, w.until, after.as_ref(), page)
+                    .map_err(read)?;
+                let n = msgs.len() as u64;
+                let ids = msgs
+                    .into_iter()
+                    .filter(|m| is_missing(&ep, m))
+                    .map(|m| m.id)
+                    .collect();
+                Ok((ids, next, n))
+            }
+            TaskParams::BulkReplay(_, filter) => {
+                let (msgs, next) = store
+                    .messages_created(&w.app, w.since, w.until, after.as_ref(), page)
+                    .map_err(read)?;
+                let n = msgs.len() as u64;
+                let mut ids = Vec::new();
+                for m in msgs {
+                    if replayed(&store, &w, filter, &m).map_err(read)? {
+                        ids.push(m.id);
+                    }
+                }
+                Ok((ids, next, n))
+            }
+        }
+    };
+    let (ids, next, scanned) = tokio::task::spawn_blocking(read_page)
+        .await
+        .map_err(|e| format!("the task's reader stopped: {e}"))??;
+    let sent = if ids.is_empty() {
+        0
+    } else {
+        let (s, app, ep) = (&shared.store, &w.app, &w.endpoint);
+        let queued = match &task.params {
+            TaskParams::Recover(_) => s.enqueue_manual_unless_queued(app, ep, &ids).await,
+            TaskParams::ReplayMissing(_) => s.enqueue_missing(app, ep, &ids).await,
+            TaskParams::BulkReplay(..) => s.enqueue_replay(app, ep, &ids).await,
+        }
+        .map_err(|e| format!("queueing tries failed: {e}"))?;
+        shared.enqueued(app, std::slice::from_ref(ep));
+        queued as u64
+    };
+    Ok(Step {
+        next: next.map(|m| m.to_string()),
+        scanned,
+        sent,
+    })
+}
+
+/// A message the endpoint would take now but was not given at acceptance (the store's enqueue
+/// also leaves out those with a try here already).
+fn is_missing(ep: &Endpoint, m: &Message) -> bool {
+    !m.destinations.contains(&ep.id) && ep.accepts(&m.event_type, m.channels.as_deref())
+}
+
+/// A message sent to the endpoint (fanned out there, or tried there since) that passes `filter`.
+fn replayed(
+    store: &Store,
+    w: &EndpointWindow,
+    filter: &ReplayFilter,
+    m: &Message,
+) -> Result<bool, crate::store::StoreError> {
+    let wanted = filter
+        .event_types
+        .as_ref()
+        .is_none_or(|t| t.contains(&m.event_type))
+        && filter
+            .channel
+            .as_ref()
+            .is_none_or(|c| m.channels.as_ref().is_some_and(|cs| cs.contains(c)))
+        && filter
+            .tag
+            .as_ref()
+            .is_none_or(|t| m.tags.as_ref().is_some_and(|ts| ts.contains(t)));
+    if !wanted {
+        return Ok(false);
+    }
+    let record = store.destination(&w.app, &w.endpoint, &m.id)?;
+    if record.is_none() && !m.destinations.contains(&w.endpoint) {
+        return Ok(false);
+    }
+    Ok(filter
+        .status
+        .is_none_or(|s| Destination::shown(record.as_ref(), false) == s.settled()))
+}

@@ -1,0 +1,203 @@
+//! Background tasks (recover, replay-missing, bulk replay): durable records of what a long job was
+//! asked, how far it got (a cursor and counters) and how it ended, so that a restart resumes each
+//! running task from its cursor instead of forgetting it. The work itself belongs to delivery
+//! (`delivery::tasks`); this module only keeps the records.
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode, encode};
+use super::page::{scan, Page, PageQuery};
+use super::{keys, Store, StoreError};
+use crate::domain::{AppId, DeliveryStatus, EndpointId, TaskId, Timestamp};
+
+/// Svix's BackgroundTaskStatus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskStatus {
+    Running,
+    Finished,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn text(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "running",
+            TaskStatus::Finished => "finished",
+            TaskStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        [Self::Running, Self::Finished, Self::Failed]
+            .into_iter()
+            .find(|t| t.text() == s)
+    }
+}
+
+/// The endpoint and the window of message creation times a task works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointWindow {
+    pub app: AppId,
+    pub endpoint: EndpointId,
+    pub since: Timestamp,
+    pub until: Option<Timestamp>,
+}
+
+/// Svix's BulkReplayIn filters (all must hold; absent ones hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayFilter {
+    pub event_types: Option<Vec<String>>,
+    pub channel: Option<String>,
+    pub tag: Option<String>,
+    /// The message's delivery state at this endpoint.
+    pub status: Option<DeliveryStatus>,
+}
+
+/// What a task was asked to do. A new kind of task adds a variant here and a step in
+/// `delivery::tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskParams {
+    /// Re-send the messages whose delivery to the endpoint failed.
+    Recover(EndpointWindow),
+    /// Send the messages never sent to the endpoint (created while it was disabled, or not
+    /// subscribed then) that it would accept now.
+    ReplayMissing(EndpointWindow),
+    /// Send again the messages sent to the endpoint that pass the filter.
+    BulkReplay(EndpointWindow, ReplayFilter),
+}
+
+impl TaskParams {
+    /// Svix's BackgroundTaskType of this task.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskParams::Recover(_) => "endpoint.recover",
+            TaskParams::ReplayMissing(_) => "endpoint.replay",
+            TaskParams::BulkReplay(..) => "endpoint.bulk-replay",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackgroundTask {
+    pub id: TaskId,
+    pub params: TaskParams,
+    pub status: TaskStatus,
+    /// Where the next step starts (the kind decides what it is: a message id for the endpoint
+    /// tasks); `None` before the first step.
+    pub cursor: Option<String>,
+    /// Records looked at so far.
+    pub scanned: u64,
+    /// Messages queued for sending so far.
+    pub sent: u64,
+    /// Why a failed task failed.
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl BackgroundTask {
+    /// A new running task.
+    pub fn new(params: TaskParams) -> BackgroundTask {
+        let now = Timestamp::now();
+        BackgroundTask {
+            id: TaskId::generate(),
+            params,
+            status: TaskStatus::Running,
+            cursor: None,
+            scanned: 0,
+            sent: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+impl Store {
+    /// Write a task's record (new or changed); durable on return, so a step's progress is never
+    /// recorded ahead of the work it describes being on disk.
+    pub async fn put_task(&self, task: &BackgroundTask) -> Result<(), StoreError> {
+        self.ensure_space(super::WriteKind::Progress)?;
+        {
+            let _gate = self.write_gate();
+            self.inner
+                .tasks
+                .insert(keys::task(&task.id), encode(task)?)?;
+        }
+        self.durable().await
+    }
+
+    pub fn get_task(&self, id: &TaskId) -> Result<Option<BackgroundTask>, StoreError> {
+        match self.inner.tasks.get(keys::task(id))? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of tasks (ordered by creation), those `keep` accepts.
+    pub fn list_tasks(
+        &self,
+        q: &PageQuery,
+        keep: impl Fn(&BackgroundTask) -> bool,
+    ) -> Result<Page<BackgroundTask>, StoreError> {
+        scan(&self.inner.tasks, &[], q, keep)
+    }
+
+    /// Every task still running (at start-up, to resume them).
+    pub fn running_tasks(&self) -> Result<Vec<BackgroundTask>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.inner.tasks.iter() {
+            let (_, v) = r?;
+            let t: BackgroundTask = decode(&v)?;
+            if t.status == TaskStatus::Running {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreOptions, SCAN_RECORDS};
+
+    fn window() -> EndpointWindow {
+        EndpointWindow {
+            app: AppId::generate(),
+            endpoint: EndpointId::generate(),
+            since: Timestamp(1),
+            until: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tasks_survive_a_reopen_and_only_running_ones_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let (running, finished) = {
+            let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+            let mut a = BackgroundTask::new(TaskParams::ReplayMissing(window()));
+            a.cursor = Some("msg_x".into());
+            a.sent = 3;
+            store.put_task(&a).await.unwrap();
+            let mut b = BackgroundTask::new(TaskParams::Recover(window()));
+            b.status = TaskStatus::Finished;
+            store.put_task(&b).await.unwrap();
+            store.close().unwrap();
+            (a, b)
+        };
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        assert_eq!(store.running_tasks().unwrap(), vec![running.clone()]);
+        assert_eq!(store.get_task(&finished.id).unwrap(), Some(finished));
+        let q = PageQuery {
+            limit: 10,
+            cursor: None,
+            descending: true,
+            max_scan: SCAN_RECORDS,
+        };
+        let page = store
+            .list_tasks(&q, |t| t.params.kind() == "endpoint.replay")
+            .unwrap();
+        assert_eq!(page.items, vec![running]);
+    }
+}
