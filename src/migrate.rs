@@ -25,9 +25,10 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("reading the source: {0}")]
+    /// Each says which request of the source failed.
+    #[error(transparent)]
     Remote(#[from] RemoteError),
-    #[error("writing this Herald's store: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -533,6 +534,9 @@ impl Progress {
             ProgressDrawTarget::hidden()
         };
         let bar = ProgressBar::with_draw_target(None, target);
+        if let Ok(spinner) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(spinner);
+        }
         bar.enable_steady_tick(Duration::from_millis(120));
         Progress {
             bar,
