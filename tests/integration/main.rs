@@ -31,6 +31,6 @@ mod slow_clients;
 mod support;
 mod tls;
 mod ui_api;
-mod ui_filters;
 mod ui_forms;
+mod ui_filters;
 mod upgrade;
