@@ -1,6 +1,7 @@
 //! Composition root: check the configuration ([`check`], shared with `herald check-config`), bind,
 //! open the store, make sure an admin token exists, serve the API until shutdown, then close the
-//! store. Tests and `main` both call [`run`].
+//! store. Tests and `main` both call [`run`]. The offline commands that need the store opened as
+//! `serve` opens it (`herald check`, `herald migrate`) start here too.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +42,12 @@ pub enum AppError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     MainKey(#[from] crate::main_key::MainKeyError),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
+    #[error(transparent)]
+    Remote(#[from] crate::delivery::remote::RemoteError),
+    #[error("the data directory {0} is in use by a running Herald: stop it first (migrate writes into a stopped store), then start it again afterwards")]
+    InUse(std::path::PathBuf),
 }
 
 /// How often expired idempotency records are swept.
@@ -68,12 +75,7 @@ pub async fn run(
     tighten_data_dir(&config.server.data_dir)?;
     let tls = load_tls(&config)?;
     let main_key = crate::main_key::load(&config, main_key)?;
-    let opts = StoreOptions {
-        cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
-        main_key,
-        min_free_bytes: config.store.min_free_mb * 1024 * 1024,
-        ballast_bytes: config.store.ballast_mb * 1024 * 1024,
-    };
+    let opts = store_options(&config, main_key);
     let dir = config.server.data_dir.clone();
     // sled replays its log on open, which can take a while on a large store.
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, &opts))
@@ -127,6 +129,57 @@ pub async fn run(
     disk.abort();
     store.close()?;
     Ok(())
+}
+
+/// The store's settings from the configuration.
+fn store_options(config: &Config, main_key: [u8; 32]) -> StoreOptions {
+    StoreOptions {
+        cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
+        main_key,
+        min_free_bytes: config.store.min_free_mb * 1024 * 1024,
+        ballast_bytes: config.store.ballast_mb * 1024 * 1024,
+    }
+}
+
+/// `herald migrate`: copy what the Svix-API server at `from` holds into the stopped store of
+/// `config` (see `migrate`). Writing offline, not through the running server's API, is what lets
+/// every record keep its source id: the API makes new ids, and ids are what operators keep.
+/// A dry run on a directory without a store makes none (nor a main key).
+pub async fn migrate(
+    config: &Config,
+    main_key: Option<String>,
+    from: &str,
+    token: &str,
+    ca: Option<&[u8]>,
+    dry_run: bool,
+) -> Result<crate::migrate::Summary, AppError> {
+    let source = crate::delivery::remote::SvixSource::new(from, token, ca)?;
+    let dir = config.server.data_dir.clone();
+    let has_store = dir.join(crate::store::FORMAT_DIR).is_dir();
+    let store = if dry_run && !has_store {
+        None
+    } else {
+        crate::fsio::restrict_umask();
+        let opts = store_options(config, crate::main_key::load(config, main_key)?);
+        let at = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&at, &opts))
+            .await
+            .map_err(|e| AppError::Join(e.to_string()))?;
+        match opened {
+            Ok(s) => Some(s),
+            Err(StoreError::Locked(p)) => return Err(AppError::InUse(p)),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let opts = crate::migrate::Options {
+        dry_run,
+        limits: config.limits(),
+    };
+    let result = crate::migrate::run(&source, store.as_ref(), &opts).await;
+    if let Some(s) = store {
+        s.close()?;
+    }
+    Ok(result?)
 }
 
 /// `herald check`: verify (and with `repair`, fix) the stopped store in `data_dir`.

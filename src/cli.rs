@@ -42,6 +42,37 @@ pub enum Command {
     /// payload, each queued task against its message, and payloads nothing points at. Exit 0 when
     /// consistent, 1 when problems remain.
     Check(CheckArgs),
+    /// Copy event types (with schemas), applications and endpoints (with their signing secrets,
+    /// headers, filters, channels, rate limits, metadata and disabled state) from a server that
+    /// speaks the Svix API (Svix's cloud, svix-server, another Herald) into this Herald's store.
+    /// Ids are kept, so receivers and stored ids keep working. Run it while this Herald is stopped
+    /// (the data directory is used by one process at a time). Idempotent and resumable: a record
+    /// already here (same id, or same uid; event types by name) is left as it is, so running it
+    /// again copies only what is missing. Exit 1 when something could not be copied.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The source server's base URL, e.g. https://api.eu.svix.com or http://old-herald:8080.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// An API token of the source, with read access to everything (Svix: an organization's API
+    /// key; Herald: an admin token).
+    #[arg(long, env = "HERALD_MIGRATE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Read the source and print what would be copied; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also trust this CA certificate (PEM) when connecting to the source.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The stopped server's data directory [default: from the configuration, ./herald-data]. It
+    /// must exist; a store (and main key) is made in it when there is none yet.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

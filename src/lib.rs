@@ -8,6 +8,9 @@
 //! - `api` authenticates, validates and maps every error to JSON once; it calls
 //! - `store`, the only module that knows sled, which persists the records of
 //! - `domain`: ids, timestamps, records and validation rules, pure code.
+//!
+//! Beside serving, `migrate` copies another Svix-API server's records into the store (`herald
+//! migrate`), reading through `delivery::remote`.
 
 pub mod api;
 pub mod app;
@@ -18,6 +21,7 @@ pub mod domain;
 pub mod fsio;
 pub mod main_key;
 pub mod metrics;
+pub mod migrate;
 pub mod ops;
 pub mod server;
 pub mod store;

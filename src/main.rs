@@ -129,6 +129,39 @@ fn main() -> anyhow::Result<()> {
             println!("{text}");
             Ok(())
         }
+        Command::Migrate(args) => {
+            let overrides = Overrides {
+                data_dir: args.data_dir.clone(),
+                ..Default::default()
+            };
+            let config = load(&args.config, &overrides)?;
+            ops::require_data_dir(&config.server.data_dir, true)?;
+            let ca = args
+                .ca
+                .as_ref()
+                .map(std::fs::read)
+                .transpose()
+                .context("reading --ca")?;
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let summary = runtime()?.block_on(herald::app::migrate(
+                &config,
+                std::env::var("HERALD_MAIN_KEY").ok(),
+                &args.from,
+                &args.token,
+                ca.as_deref(),
+                args.dry_run,
+            ))?;
+            print!("{}", summary.render());
+            if summary.skipped() > 0 {
+                eprintln!(
+                    "migration incomplete: {} record(s) not copied (see the warnings); \
+                     fix them at the source and run again to copy the rest",
+                    summary.skipped()
+                );
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Listen(args) => {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
             runtime()?.block_on(ops::listen(addr, &args.secret, args.status))?;

@@ -2,12 +2,14 @@
 //! records every try and schedules retries. Isolation comes from a circuit breaker per endpoint,
 //! a fair share of the capacity per application, and a dispatcher that never waits on a slot
 //! (see `dispatcher`); memory holds only the running tasks and one entry per endpoint with queued
-//! work. Only this module knows reqwest.
+//! work. Only this module knows reqwest: `remote` is its reading client for another server that
+//! speaks the Svix API (for `herald migrate`).
 
 mod breaker;
 mod client;
 mod dispatcher;
 pub mod operational;
+pub mod remote;
 pub mod retry;
 pub mod signer;
 pub mod ssrf;

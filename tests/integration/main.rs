@@ -24,6 +24,7 @@ mod isolation;
 mod lifecycle;
 mod lists;
 mod metrics;
+mod migrate;
 mod openapi;
 mod operational;
 mod portal;
