@@ -501,6 +501,7 @@ fn endpoint_record(
         disabled: ep.disabled,
         disabled_reason: None,
         throttle_rate: ep.rate_limit.or(ep.throttle_rate),
+        ordering: Default::default(),
         headers,
         metadata: ep.metadata.clone(),
         version: ep.version.unwrap_or(1),

@@ -17,8 +17,8 @@ use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
 use super::{query, reply, respond, with, Seg, State};
 use crate::domain::{
-    AppId, Application, Attempt, AttemptId, DeliveryStatus, Destination, Endpoint, Message,
-    MessageId, Timestamp, ValidationError,
+    AppId, Application, Attempt, AttemptId, DeliveryOrder, DeliveryStatus, Destination, Endpoint,
+    Message, MessageId, Timestamp, ValidationError,
 };
 use crate::store::Page;
 
@@ -104,6 +104,19 @@ struct HealthOut {
     disabled_reason: Option<String>,
     /// The endpoint's circuit breaker (see the README's "Isolation and the circuit breaker").
     circuit: CircuitOut,
+    /// Herald extension: `unordered` or `fifo` (see the README's "FIFO endpoints").
+    ordering: DeliveryOrder,
+    /// FIFO endpoint whose head message is failing: it holds back the ones after it.
+    blocked_by: Option<BlockedOut>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockedOut {
+    msg_id: String,
+    since: String,
+    /// "blocked by msg_… since …", for people.
+    detail: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -543,6 +556,15 @@ async fn health(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {
                 concurrency_limit: load.limit,
                 running: load.running,
             },
+            ordering: ep.ordering,
+            blocked_by: load
+                .blocked_by
+                .filter(|_| ep.ordering == DeliveryOrder::Fifo)
+                .map(|(msg, since)| BlockedOut {
+                    detail: format!("blocked by {msg} since {}", since.to_rfc3339()),
+                    msg_id: msg.to_string(),
+                    since: since.to_rfc3339(),
+                }),
         },
     ))
 }

@@ -18,8 +18,8 @@ use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
 use super::{body, no_content, query, reply, respond, with, Seg, State};
 use crate::domain::{
-    validate, Application, Endpoint, EndpointId, Metadata, RetiredKey, SigningKey, Timestamp,
-    ValidationError,
+    validate, Application, DeliveryOrder, Endpoint, EndpointId, Metadata, RetiredKey, SigningKey,
+    Timestamp, ValidationError,
 };
 
 /// Default and longest grace period during which a rotated-out key still signs deliveries.
@@ -44,6 +44,8 @@ struct EndpointIn {
     headers: Option<BTreeMap<String, String>>,
     #[serde(alias = "rateLimit")]
     throttle_rate: Option<u16>,
+    /// Herald extension: `"fifo"` or `"unordered"`; absent keeps it as it is (PUT) or unordered.
+    ordering: Option<DeliveryOrder>,
     version: Option<i32>,
 }
 
@@ -62,6 +64,7 @@ struct EndpointPatch {
     channels: Patch<Vec<String>>,
     #[serde(default, alias = "rateLimit")]
     throttle_rate: Patch<u16>,
+    ordering: Option<DeliveryOrder>,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +83,8 @@ struct EndpointOut {
     disabled_reason: Option<String>,
     throttle_rate: Option<u16>,
     rate_limit: Option<u16>,
+    /// Herald extension.
+    ordering: DeliveryOrder,
     metadata: Metadata,
     version: i32,
     created_at: String,
@@ -100,6 +105,7 @@ impl From<Endpoint> for EndpointOut {
             disabled_reason: e.disabled_reason,
             throttle_rate: e.throttle_rate,
             rate_limit: e.throttle_rate,
+            ordering: e.ordering,
             metadata: e.metadata,
             version: e.version,
             created_at: e.created_at.to_rfc3339(),
@@ -211,6 +217,7 @@ impl EndpointIn {
             disabled: self.disabled.unwrap_or(false),
             disabled_reason: None,
             throttle_rate: self.throttle_rate,
+            ordering: self.ordering.unwrap_or_default(),
             headers: self.headers.unwrap_or_default(),
             metadata: self.metadata.unwrap_or_default(),
             version: self.version.unwrap_or(1),
@@ -365,6 +372,9 @@ async fn upsert(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Ap
                 e.channels = input.channels.as_deref().map(as_set);
                 set_disabled(e, input.disabled.unwrap_or(false));
                 e.throttle_rate = input.throttle_rate;
+                if let Some(o) = input.ordering {
+                    e.ordering = o;
+                }
                 e.metadata = input.metadata.clone().unwrap_or_default();
                 if let Some(v) = input.version {
                     e.version = v;
@@ -440,6 +450,9 @@ async fn patch(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Api
                 .apply_to(&mut e.filter_types);
             input.channels.map(|v| as_set(v)).apply_to(&mut e.channels);
             input.throttle_rate.clone().apply_to(&mut e.throttle_rate);
+            if let Some(o) = input.ordering {
+                e.ordering = o;
+            }
         })
         .await?;
     s.delivery

@@ -145,6 +145,7 @@ impl OpEndpointIn {
             disabled: self.disabled.unwrap_or(false),
             disabled_reason: None,
             throttle_rate: self.throttle_rate,
+            ordering: Default::default(),
             headers: self.headers.unwrap_or_default(),
             metadata: self.metadata.unwrap_or_default(),
             version: 1,

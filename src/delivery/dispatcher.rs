@@ -20,6 +20,11 @@
 //! (`throttle`). A throttled endpoint is listed again at the time its limiter opens; its tasks
 //! wait in the queue meanwhile.
 //!
+//! A FIFO endpoint (`ordering: "fifo"`) has a cap of one and starts only the first task of its
+//! queue: its retries keep their place there (`Store::record_try`), and the endpoint is held in
+//! memory until the retry time (`hold_until`), so nothing after a failing message passes it. A
+//! restart forgets the hold: the head is tried again at once, still first.
+//!
 //! The schedule's lock is held for memory updates only, never across a store call. The store
 //! reads made here are short range reads, bounded by the endpoint's cap.
 
@@ -35,7 +40,7 @@ use super::client::{Client, ClientError};
 use super::ssrf::Guard;
 use super::throttle::{self, Limiter};
 use super::{worker, DeliveryOptions};
-use crate::domain::{AppId, EndpointId, MessageId, Timestamp};
+use crate::domain::{AppId, DeliveryOrder, EndpointId, MessageId, Timestamp};
 use crate::metrics::Metrics;
 use crate::store::{QueuedTask, Store};
 
@@ -86,6 +91,10 @@ struct EpState {
     hold_until: i64,
     /// When its last try ended.
     last_try: i64,
+    /// FIFO endpoint (`ordering: "fifo"`): one try at a time, its queue's head first.
+    fifo: bool,
+    /// FIFO: the head message that failed and waits for its retry, and since when.
+    blocked_by: Option<(MessageId, i64)>,
 }
 
 #[derive(Default)]
@@ -102,8 +111,9 @@ struct Schedule {
     endpoints: HashMap<EpRef, EpState>,
     /// Applications with tries running or endpoints parked: the ones sharing the capacity.
     apps: HashMap<AppId, AppState>,
-    /// Throttle rates last read for each endpoint with work: when, the endpoint's, the app's.
-    rates: HashMap<EpRef, (i64, Option<u16>, Option<u16>)>,
+    /// Throttle rates last read for each endpoint with work: when, the endpoint's, the app's,
+    /// and whether the endpoint is FIFO.
+    rates: HashMap<EpRef, (i64, Option<u16>, Option<u16>, bool)>,
     /// Limiters of throttled endpoints and applications, kept until they are full again.
     ep_limits: HashMap<EpRef, Limiter>,
     app_limits: HashMap<AppId, Limiter>,
@@ -149,6 +159,8 @@ impl Schedule {
             parked: false,
             hold_until: 0,
             last_try: 0,
+            fifo: false,
+            blocked_by: None,
         })
     }
 
@@ -246,6 +258,8 @@ pub struct EndpointLoad {
     pub limit: usize,
     pub breaker: breaker::State,
     pub open_since: Option<Timestamp>,
+    /// FIFO endpoint: the message at the head of its queue that is failing, and since when.
+    pub blocked_by: Option<(MessageId, Timestamp)>,
 }
 
 pub struct Shared {
@@ -311,12 +325,14 @@ impl Shared {
                 limit: e.breaker.limit(),
                 breaker: e.breaker.state(),
                 open_since: e.breaker.opened_at().map(Timestamp),
+                blocked_by: e.blocked_by.clone().map(|(m, t)| (m, Timestamp(t))),
             },
             None => EndpointLoad {
                 running: 0,
                 limit: Breaker::new(self.opts.endpoint_concurrency).limit(),
                 breaker: breaker::State::Closed,
                 open_since: None,
+                blocked_by: None,
             },
         }
     }
@@ -447,8 +463,22 @@ fn handle(shared: &Arc<Shared>, ev: Event) {
         Event::Finished { ep, key, report } => {
             let mut s = shared.lock();
             let e = s.endpoint(&ep, cap);
-            e.running.remove(&key);
+            let msg = e.running.remove(&key);
             e.last_try = now;
+            if e.fifo {
+                // The head keeps its place in the queue (see `Store::record_try`): hold the
+                // endpoint until its retry time, so nothing after it goes first.
+                match (report.retry_at, msg) {
+                    (Some(at), Some(msg)) => {
+                        e.hold_until = e.hold_until.max(at);
+                        if e.blocked_by.as_ref().map(|b| &b.0) != Some(&msg) {
+                            e.blocked_by = Some((msg, now));
+                        }
+                    }
+                    _ if !report.bookkeeping_failed => e.blocked_by = None,
+                    _ => {}
+                }
+            }
             let closed = e.breaker.record(report.signal, now);
             if closed {
                 tracing::info!(endpoint = %ep.1, "endpoint answers again: circuit breaker closed");
@@ -464,7 +494,10 @@ fn handle(shared: &Arc<Shared>, ev: Event) {
             if report.bookkeeping_failed {
                 e.hold_until = now + BOOKKEEPING_BACKOFF_MS;
             }
+            // A FIFO endpoint has no retries waiting elsewhere in its queue: nothing to bring
+            // forward (and moving later tasks would change their order).
             let recover = shared.opts.fast_recovery
+                && !e.fifo
                 && report.signal == Signal::Success
                 && std::mem::take(&mut e.retries_waiting);
             if recover {
@@ -503,12 +536,16 @@ fn handle(shared: &Arc<Shared>, ev: Event) {
 fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
     let cap = shared.opts.endpoint_concurrency;
     let total = shared.opts.max_concurrency;
-    let rates = throttle_rates(shared, &ep, now);
+    let (rates, fifo) = throttle_rates(shared, &ep, now);
     let (n, skip) = {
         let mut s = shared.lock();
         let share = s.app_share(&ep.0, total);
         let app_running = s.apps.get(&ep.0).map_or(0, |a| a.running);
         let e = s.endpoint(&ep, cap);
+        if e.fifo && !fifo {
+            e.blocked_by = None;
+        }
+        e.fifo = fifo;
         if e.moving {
             return true; // listed again when the move ends
         }
@@ -517,7 +554,9 @@ fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
             s.set_due(ep, until);
             return true;
         }
-        let ep_free = e.breaker.limit().saturating_sub(e.running.len());
+        // FIFO: one try in flight, and only the queue's head (the first key) may be it.
+        let limit = if fifo { 1 } else { e.breaker.limit() };
+        let ep_free = limit.saturating_sub(e.running.len());
         if ep_free == 0 {
             return true; // listed again when one of its tries ends
         }
@@ -566,7 +605,7 @@ fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
         for t in &tasks {
             e.running.insert(t.key.clone(), t.task.msg_id.clone());
         }
-        let saturated = e.running.len() >= e.breaker.limit();
+        let saturated = e.running.len() >= e.breaker.limit() || (e.fifo && !e.running.is_empty());
         let skip: HashSet<Vec<u8>> = if saturated || started == n {
             HashSet::new()
         } else {
@@ -624,12 +663,24 @@ fn dispatch(shared: &Arc<Shared>, ep: EpRef, due: i64, now: i64) -> bool {
 
 /// The throttle rates of `ep` and its application, read from the store at most once per
 /// `RATES_FRESH_MS` (a failed read counts as none: delivery goes on unthrottled rather than not).
-fn throttle_rates(shared: &Arc<Shared>, ep: &EpRef, now: i64) -> (Option<u16>, Option<u16>) {
-    if let Some(&(at, e, a)) = shared.lock().rates.get(ep) {
+/// Also whether the endpoint is FIFO, read alongside.
+fn throttle_rates(
+    shared: &Arc<Shared>,
+    ep: &EpRef,
+    now: i64,
+) -> ((Option<u16>, Option<u16>), bool) {
+    if let Some(&(at, e, a, fifo)) = shared.lock().rates.get(ep) {
         if now - at < RATES_FRESH_MS {
-            return (e, a);
+            return ((e, a), fifo);
         }
     }
+    let fifo = match shared.store.endpoint_ordering(&ep.0, &ep.1) {
+        Ok(o) => o == DeliveryOrder::Fifo,
+        Err(err) => {
+            tracing::error!(error = %err, "reading the endpoint's ordering failed");
+            false
+        }
+    };
     let (e, a) = match shared.store.throttle_rates(&ep.0, &ep.1) {
         Ok(r) => r,
         Err(err) => {
@@ -637,8 +688,8 @@ fn throttle_rates(shared: &Arc<Shared>, ep: &EpRef, now: i64) -> (Option<u16>, O
             (None, None)
         }
     };
-    shared.lock().rates.insert(ep.clone(), (now, e, a));
-    (e, a)
+    shared.lock().rates.insert(ep.clone(), (now, e, a, fifo));
+    ((e, a), fifo)
 }
 
 /// The endpoint answered 2xx after retries were scheduled: bring them forward, in chunks, off the

@@ -25,6 +25,8 @@ pub struct Report {
     pub signal: Signal,
     /// The task was rescheduled for a retry.
     pub retrying: bool,
+    /// When the retry is due, if one was scheduled.
+    pub retry_at: Option<i64>,
     /// The store could not record the outcome: the task is still due as it was.
     pub bookkeeping_failed: bool,
 }
@@ -34,6 +36,7 @@ impl Report {
         Report {
             signal: Signal::Neutral,
             retrying: false,
+            retry_at: None,
             bookkeeping_failed: false,
         }
     }
@@ -192,6 +195,7 @@ async fn try_inner(
     Ok(Report {
         signal: Signal::of(outcome.status, !success),
         retrying: retry_in.is_some(),
+        retry_at: record.retry.as_ref().map(|r| r.0),
         bookkeeping_failed: false,
     })
 }

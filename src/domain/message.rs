@@ -367,6 +367,7 @@ mod tests {
             disabled: false,
             disabled_reason: None,
             throttle_rate: None,
+            ordering: Default::default(),
             headers: Default::default(),
             metadata: Default::default(),
             version: 1,

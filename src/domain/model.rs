@@ -68,6 +68,8 @@ pub struct Endpoint {
     /// operator disabled it or it is enabled.
     pub disabled_reason: Option<String>,
     pub throttle_rate: Option<u16>,
+    /// Herald extension: whether tries to this endpoint keep acceptance order.
+    pub ordering: DeliveryOrder,
     pub headers: BTreeMap<String, String>,
     pub metadata: Metadata,
     pub version: i32,
@@ -75,6 +77,18 @@ pub struct Endpoint {
     pub retired_keys: Vec<RetiredKey>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// How tries to one endpoint are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryOrder {
+    /// Several tries at once, each message retried on its own schedule.
+    #[default]
+    Unordered,
+    /// One try at a time, in acceptance order: a failing message blocks the ones after it until
+    /// it succeeds or exhausts its retries.
+    Fifo,
 }
 
 impl Endpoint {
@@ -115,6 +129,7 @@ mod tests {
             disabled: false,
             disabled_reason: None,
             throttle_rate: None,
+            ordering: DeliveryOrder::Unordered,
             headers: BTreeMap::new(),
             metadata: Metadata::new(),
             version: 1,

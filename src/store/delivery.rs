@@ -16,8 +16,8 @@ use super::page::{scan_within, Budget, Page, PageQuery};
 use super::payloads::PayloadRef;
 use super::{Store, StoreError};
 use crate::domain::{
-    AppId, Attempt, AttemptId, DeliveryStatus, Destination, EndpointHealth, EndpointId,
-    EndpointRef, HealthEvent, Message, MessageId, Task, Timestamp, Trigger,
+    AppId, Attempt, AttemptId, DeliveryOrder, DeliveryStatus, Destination, EndpointHealth,
+    EndpointId, EndpointRef, HealthEvent, Message, MessageId, Task, Timestamp, Trigger,
 };
 
 /// Response bodies longer than this go to the payload log; shorter ones stay in the attempt's
@@ -264,7 +264,15 @@ impl Store {
         let by_ep_value = encode(&a.msg_id)?;
         let dest_key = keys::destination(&a.app_id, &a.endpoint_id, &a.msg_id);
         let health_key = keys::endpoint(&a.app_id, &a.endpoint_id);
+        // A FIFO endpoint's retry keeps its place in the queue (its key, which orders by
+        // acceptance): moving it to its retry time would let later messages pass it. The
+        // dispatcher holds the endpoint until the retry time instead.
+        let in_place = rec.retry.is_some()
+            && self.endpoint_ordering(&a.app_id, &a.endpoint_id)? == DeliveryOrder::Fifo;
         let retry = match &rec.retry {
+            Some((due, task)) if in_place => {
+                Some((rec.task_key.clone(), encode(task)?, Timestamp(*due)))
+            }
             Some((due, task)) => Some((
                 keys::queue(&a.app_id, &a.endpoint_id, *due, self.next_seq()?),
                 encode(task)?,
@@ -313,7 +321,9 @@ impl Store {
             if tests::CRASH_MID_TRY.with(|c| c.get()) {
                 return super::abort(StoreError::Durability("injected crash".into()));
             }
-            queue.remove(rec.task_key.as_slice())?;
+            if !(in_place && retry.is_some()) {
+                queue.remove(rec.task_key.as_slice())?;
+            }
             if a.trigger == Trigger::Manual {
                 unmark_manual(marks, &dest_key, &rec.task_key)?;
             }

@@ -2,12 +2,72 @@
 
 use sled::Transactional;
 
-use super::codec::{decode, encode};
-use super::page::{scan, Page, PageQuery};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode_as, encode_as};
+use super::page::{scan_within, Budget, Page, PageQuery};
 use super::{abort, keys, put_with_uid, Store, StoreError};
-use crate::domain::{AppId, Endpoint, EndpointId, SigningKey, Timestamp};
+use crate::domain::{
+    AppId, DeliveryOrder, Endpoint, EndpointId, Metadata, RetiredKey, SigningKey, Timestamp,
+};
 
 const UID_TAKEN: &str = "an endpoint with this uid already exists in this application";
+/// An endpoint without `ordering` (before FIFO endpoints): read as unordered.
+const ENDPOINT_V1: u8 = 1;
+/// An endpoint with `ordering`.
+const ENDPOINT_V2: u8 = 2;
+
+/// The layout of format 1, kept to read stores written before `ordering`.
+#[derive(Serialize, Deserialize)]
+struct EndpointV1 {
+    id: EndpointId,
+    app_id: AppId,
+    uid: Option<String>,
+    url: String,
+    description: String,
+    filter_types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
+    disabled: bool,
+    disabled_reason: Option<String>,
+    throttle_rate: Option<u16>,
+    headers: BTreeMap<String, String>,
+    metadata: Metadata,
+    version: i32,
+    secret: SigningKey,
+    retired_keys: Vec<RetiredKey>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+/// An endpoint as stored, in either format (its keys still sealed).
+pub(super) fn decode_endpoint(bytes: &[u8]) -> Result<Endpoint, StoreError> {
+    if bytes.first() == Some(&ENDPOINT_V2) {
+        return decode_as(ENDPOINT_V2, bytes);
+    }
+    let e: EndpointV1 = decode_as(ENDPOINT_V1, bytes)?;
+    Ok(Endpoint {
+        id: e.id,
+        app_id: e.app_id,
+        uid: e.uid,
+        url: e.url,
+        description: e.description,
+        filter_types: e.filter_types,
+        channels: e.channels,
+        disabled: e.disabled,
+        disabled_reason: e.disabled_reason,
+        throttle_rate: e.throttle_rate,
+        ordering: DeliveryOrder::Unordered,
+        headers: e.headers,
+        metadata: e.metadata,
+        version: e.version,
+        secret: e.secret,
+        retired_keys: e.retired_keys,
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+    })
+}
 
 impl Store {
     /// The stored form: the endpoint with its signing keys sealed under the main key.
@@ -19,11 +79,11 @@ impl Store {
         for k in &mut stored.retired_keys {
             k.key = SigningKey(sealer.seal(&k.key.0, &aad)?);
         }
-        encode(&stored)
+        encode_as(ENDPOINT_V2, &stored)
     }
 
     fn open_endpoint(&self, bytes: &[u8]) -> Result<Endpoint, StoreError> {
-        self.unseal(decode(bytes)?)
+        self.unseal(decode_endpoint(bytes)?)
     }
 
     fn unseal(&self, mut ep: Endpoint) -> Result<Endpoint, StoreError> {
@@ -67,6 +127,18 @@ impl Store {
         }
     }
 
+    /// How tries to an endpoint are ordered (unordered when it is gone). Reads no secret.
+    pub fn endpoint_ordering(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+    ) -> Result<DeliveryOrder, StoreError> {
+        match self.inner.endpoints.get(keys::endpoint(app, id))? {
+            Some(v) => Ok(decode_endpoint(&v)?.ordering),
+            None => Ok(DeliveryOrder::Unordered),
+        }
+    }
+
     /// The endpoint of `app` with this id, or else with this uid.
     pub fn get_endpoint(
         &self,
@@ -93,15 +165,23 @@ impl Store {
     }
 
     pub fn list_endpoints(&self, app: &AppId, q: &PageQuery) -> Result<Page<Endpoint>, StoreError> {
-        scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)?
-            .try_map(|e| self.unseal(e))
+        scan_within(
+            &self.inner.endpoints,
+            &keys::endpoints_of(app),
+            q,
+            &Budget::default(),
+            |_, v| decode_endpoint(v).map(Some),
+            |_: &Endpoint| true,
+            |_| 0,
+        )?
+        .try_map(|e| self.unseal(e))
     }
 
     /// How many customer endpoints are disabled, in all applications.
     pub fn disabled_endpoints(&self) -> Result<u64, StoreError> {
         let mut n = 0;
         for r in self.inner.endpoints.iter() {
-            let ep: Endpoint = decode(&r?.1)?;
+            let ep = decode_endpoint(&r?.1)?;
             n += u64::from(ep.disabled && ep.app_id != *super::operational_app());
         }
         Ok(n)
@@ -127,7 +207,7 @@ impl Store {
     ) -> Result<Vec<EndpointId>, StoreError> {
         let mut out = Vec::new();
         for r in self.inner.endpoints.scan_prefix(keys::endpoints_of(app)) {
-            let ep: Endpoint = decode(&r?.1)?;
+            let ep = decode_endpoint(&r?.1)?;
             if !ep.disabled && ep.accepts(event_type, channels) {
                 out.push(ep.id);
             }
@@ -182,7 +262,7 @@ impl Store {
             let Some(v) = eps.remove(key.as_slice())? else {
                 return Ok(false);
             };
-            let ep: Endpoint = decode(&v).or_else(abort)?;
+            let ep = decode_endpoint(&v).or_else(abort)?;
             if let Some(uid) = &ep.uid {
                 uids.remove(keys::endpoint_uid(app, uid))?;
             }

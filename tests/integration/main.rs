@@ -16,6 +16,7 @@ mod egress;
 mod endpoints;
 mod errors;
 mod event_types;
+mod fifo;
 mod files;
 mod first_hour;
 mod headers;

@@ -1,5 +1,5 @@
 // views/endpoint-form.js — owns the endpoint settings form (URL, description, event-type filter,
-// channels, custom headers, disabled) and saving it: POST or PATCH, then the headers with PUT
+// channels, custom headers, disabled, FIFO ordering) and saving it: POST or PATCH, then the headers with PUT
 // (or PATCH when hidden credential headers must be kept).
 
 import { api, seg } from '../api.js';
@@ -59,6 +59,8 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
       r.querySelector('input').focus();
     } }, 'Add header'));
   const disabled = checkbox('Disabled', { name: 'disabled', checked: Boolean(endpoint && endpoint.disabled) });
+  const fifo = checkbox('In order (FIFO): one delivery at a time; a failing message holds back the ones after it',
+    { name: 'ordering', checked: Boolean(endpoint && endpoint.ordering === 'fifo') });
   const fe = fieldErrors();
   fe.add('url', url);
   fe.add('description', description);
@@ -74,7 +76,7 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
 
   const fields = {
     nodes: [field('URL', url), field('Description', description), types,
-      field('Channels', channels, 'Comma separated: letters, digits, - _ . : only. Empty: messages of every channel.'), hdrs, disabled],
+      field('Channels', channels, 'Comma separated: letters, digits, - _ . : only. Empty: messages of every channel.'), hdrs, disabled, fifo],
     check() {
       const errors = { url: checkUrl(url.value) };
       if (new TextEncoder().encode(description.value).length > 4096) errors.description = 'Too long: at most 4096 bytes.';
@@ -126,6 +128,7 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
         filterTypes: filter.length ? filter : null,
         channels: chans.length ? chans : null,
         disabled: disabled.querySelector('input').checked,
+        ordering: fifo.querySelector('input').checked ? 'fifo' : 'unordered',
         headers: set,
         keepSensitive: keep,
       };
@@ -167,11 +170,12 @@ export async function saveEndpoint(appId, endpoint, before, v) {
     const body = { url: v.url, description: v.description, disabled: v.disabled };
     if (v.filterTypes) body.filterTypes = v.filterTypes;
     if (v.channels) body.channels = v.channels;
+    if (v.ordering === 'fifo') body.ordering = v.ordering;
     if (Object.keys(v.headers).length) body.headers = v.headers;
     return api.post(`/app/${seg(appId)}/endpoint`, body);
   }
   const base = `/app/${seg(appId)}/endpoint/${seg(endpoint.id)}`;
-  const ep = await api.patch(base, { url: v.url, description: v.description, filterTypes: v.filterTypes, channels: v.channels, disabled: v.disabled });
+  const ep = await api.patch(base, { url: v.url, description: v.description, filterTypes: v.filterTypes, channels: v.channels, disabled: v.disabled, ordering: v.ordering });
   try {
     await saveHeaders(base, before, v);
   } catch (e) {

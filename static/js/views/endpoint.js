@@ -29,6 +29,7 @@ function healthList({ ep, health }) {
   return h('dl', { class: 'kv-list' },
     item('State', stateCell(ep, health)),
     item('Circuit breaker', circuit(health)),
+    item('Ordering', ordering(ep, health)),
     item('Last attempt', lastStatus(health)),
     item('Success rate', successRate(health)),
     item('Failing since', timeEl(health && health.failingSince)),
@@ -46,6 +47,15 @@ function circuit(health) {
       h('span', { class: 'reason' }, 'Failing: one try at a time until it answers 2xx. Since '), timeEl(c.openSince));
   }
   return `Closed: up to ${c.concurrencyLimit} tries at once (${c.running} running)`;
+}
+
+/** FIFO endpoints: in order, and which failing message holds the rest back (see the README). */
+function ordering(ep, health) {
+  if ((health && health.ordering || ep.ordering) !== 'fifo') return 'Unordered: several at once';
+  const b = health && health.blockedBy;
+  if (!b) return 'FIFO: one at a time, in order';
+  return h('span', { class: 'stacked', 'data-testid': 'fifo-blocked' }, badge('Blocked', 'warn'),
+    h('span', { class: 'reason' }, `By ${b.msgId}, failing since `), timeEl(b.since));
 }
 
 /** Deliveries queued for the endpoint; Herald stops counting at 10,000 (see the health route). */
