@@ -275,3 +275,42 @@ impl Store {
         Ok(existed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_stored_before_ordering_read_as_unordered() {
+        let old = EndpointV1 {
+            id: EndpointId::generate(),
+            app_id: AppId::generate(),
+            uid: Some("u".into()),
+            url: "https://example.com/hook".into(),
+            description: "d".into(),
+            filter_types: None,
+            channels: Some(vec!["c".into()]),
+            disabled: false,
+            disabled_reason: None,
+            throttle_rate: Some(4),
+            headers: BTreeMap::new(),
+            metadata: Metadata::new(),
+            version: 1,
+            secret: SigningKey(vec![7; 24]),
+            retired_keys: Vec::new(),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(2),
+        };
+        let ep = decode_endpoint(&encode_as(ENDPOINT_V1, &old).unwrap()).unwrap();
+        assert_eq!(ep.ordering, DeliveryOrder::Unordered);
+        assert_eq!(
+            (ep.url.as_str(), ep.throttle_rate),
+            (old.url.as_str(), Some(4))
+        );
+
+        let mut fifo = ep.clone();
+        fifo.ordering = DeliveryOrder::Fifo;
+        let back = decode_endpoint(&encode_as(ENDPOINT_V2, &fifo).unwrap()).unwrap();
+        assert_eq!(back, fifo);
+    }
+}
