@@ -75,6 +75,11 @@ pub struct Endpoint {
     pub retired_keys: Vec<RetiredKey>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Payload filter (Herald extension, `domain::filter` syntax); `None` receives every payload.
+    /// Not in the serde layout: the store keeps it in a trailer after the record, so records
+    /// written before it existed still read.
+    #[serde(skip)]
+    pub filter: Option<String>,
 }
 
 impl Endpoint {
@@ -131,6 +136,7 @@ mod tests {
             ],
             created_at: now,
             updated_at: now,
+            filter: None,
         };
         let keys: Vec<u8> = ep.signing_keys(now).map(|k| k.0[0]).collect();
         assert_eq!(keys, vec![1, 2]);
