@@ -40,6 +40,22 @@ pub fn decode_as<T: DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T, St
     }
 }
 
+/// Like `decode`, but a value may be followed by more bytes (a trailer some records append for
+/// fields added later); returns them too.
+pub fn decode_with_rest<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => {
+            bincode::serde::decode_from_slice(rest, bincode::config::standard())
+                .map(|(v, n)| (v, &rest[n..]))
+                .map_err(|e| StoreError::Codec(e.to_string()))
+        }
+        Some((v, _)) => Err(StoreError::Codec(format!(
+            "unknown value format version {v}"
+        ))),
+        None => Err(StoreError::Codec("empty value".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
