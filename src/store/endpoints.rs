@@ -5,7 +5,7 @@ use sled::Transactional;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, decode_with_rest, encode};
-use super::page::{scan, Page, PageQuery};
+use super::page::{scan_within, Budget, Page, PageQuery};
 use super::{abort, keys, put_with_uid, Store, StoreError};
 use crate::domain::filter::Filter;
 use crate::domain::{AppId, Endpoint, EndpointId, SigningKey, Timestamp};
@@ -123,8 +123,16 @@ impl Store {
     }
 
     pub fn list_endpoints(&self, app: &AppId, q: &PageQuery) -> Result<Page<Endpoint>, StoreError> {
-        scan(&self.inner.endpoints, &keys::endpoints_of(app), q, |_| true)?
-            .try_map(|e| self.unseal(e))
+        scan_within(
+            &self.inner.endpoints,
+            &keys::endpoints_of(app),
+            q,
+            &Budget::default(),
+            |_, v| decode_endpoint(v).map(Some),
+            |_| true,
+            |_| 0,
+        )?
+        .try_map(|e| self.unseal(e))
     }
 
     /// How many customer endpoints are disabled, in all applications.

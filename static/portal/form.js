@@ -1,7 +1,7 @@
 // form.js — owns the portal's endpoint form (URL, description, the event-type filter chosen from
 // the catalogue with each type's description, example and schema, channels, rate limit, payload
-// filter with a "Try it" box, disabled) and saving it: POST to create, PATCH to edit. Browser checks first (forms.js), then
-// the server's 422 lands on the same fields.
+// filter with a "Try it" box, disabled) and saving it: POST to create, PATCH to edit. Browser
+// checks first (forms.js), then the server's 422 lands on the same fields.
 
 import { seg } from '/js/api.js';
 import { h, busy, field, checkbox, newId, errorBox, toast } from '/js/ui.js';
@@ -59,7 +59,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
     value: endpoint && endpoint.channels ? endpoint.channels.join(', ') : '' });
   const rate = h('input', { type: 'number', name: 'rateLimit', min: '1', max: '65535', step: '1', inputmode: 'numeric',
     value: endpoint && endpoint.rateLimit ? String(endpoint.rateLimit) : '' });
-  const filter = h('input', { type: 'text', name: 'filter', autocomplete: 'off', spellcheck: 'false',
+  const payloadFilter = h('input', { type: 'text', name: 'filter', autocomplete: 'off', spellcheck: 'false',
     placeholder: '$.type == "order.paid"', value: endpoint && endpoint.filter ? endpoint.filter : '' });
   let tryBox = null;
   if (endpoint) {
@@ -76,7 +76,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
         return;
       }
       const body = { payload };
-      if (filter.value.trim()) body.filter = filter.value.trim();
+      if (payloadFilter.value.trim()) body.filter = payloadFilter.value.trim();
       try {
         const r = await portal.post(`/app/${seg(appId)}/endpoint/${seg(endpoint.id)}/filter/test`, body);
         result.textContent = r.matches ? 'Matches: this payload would be delivered.' : 'No match: this payload would not be delivered.';
@@ -93,7 +93,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
   fe.add('types', typeSet.querySelector('legend'), typeSet.querySelector('.hint'));
   fe.add('channels', channels);
   fe.add('rateLimit', rate);
-  fe.add('filter', filter);
+  fe.add('filter', payloadFilter);
   const chanList = () => channels.value.split(',').map((x) => x.trim()).filter(Boolean);
 
   const err = errorBox();
@@ -105,7 +105,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
     h('div', { class: 'field-row' },
       field('Channels', channels, 'Optional, comma separated: only messages sent to these channels.'),
       field('Rate limit', rate, 'Optional: most deliveries per second.')),
-    field('Payload filter', filter, 'Optional: only payloads that match are delivered, e.g. $.data.total > 100 and $.currency in ["EUR", "USD"].'),
+    field('Payload filter', payloadFilter, 'Optional: only payloads that match are delivered, e.g. $.data.total > 100 and $.currency in ["EUR", "USD"].'),
     tryBox,
     disabled, err.el, h('div', { class: 'actions' }, save));
 
@@ -119,7 +119,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
       filterTypes: filter.length ? filter : null,
       channels: chans.length ? chans : null,
       rateLimit: r ? Number(r) : null,
-      filter: filter.value.trim() || null,
+      filter: payloadFilter.value.trim() || null,
       disabled: disabled.querySelector('input').checked,
     };
   };

@@ -101,6 +101,14 @@ async fn a_bad_filter_is_refused_with_where_and_the_test_route_answers() {
         Some(r#"$.kind in ["a", "b"]"#),
     )
     .await;
+    // Lists and gets show the stored filter.
+    let (_, list) = call(&h, "GET", &format!("/app/{app}/endpoint"), None).await;
+    assert_eq!(
+        list["data"][0]["filter"], r#"$.kind in ["a", "b"]"#,
+        "{list}"
+    );
+    let (_, got) = call(&h, "GET", &format!("/app/{app}/endpoint/{ep}"), None).await;
+    assert_eq!(got["filter"], r#"$.kind in ["a", "b"]"#, "{got}");
     let (st, v) = call(
         &h,
         "PATCH",

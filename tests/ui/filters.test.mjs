@@ -63,3 +63,27 @@ test('a payload filter is checked, tried and saved from the endpoint page', asyn
   assert.deepEqual(problems.filter((p) => !p.includes('422')), []);
   await context.close();
 });
+
+test('the portal form adds an endpoint with a payload filter and tries it', async () => {
+  const link = (await api('POST', '/auth/app-portal-access/filter-customer', { application: { name: 'Filter Customer' } })).body;
+  const { page, context, problems } = await newPage(chrome.browser, { width: 1280, height: 800 });
+  await page.goto(link.url);
+  await page.getByRole('heading', { name: 'Webhook endpoints' }).waitFor();
+  await page.getByRole('link', { name: 'Add endpoint' }).click();
+  await page.getByRole('heading', { name: 'Add an endpoint' }).waitFor();
+  await page.getByLabel('URL').fill('https://example.com/portal-hook');
+  await page.getByLabel('Payload filter').fill('$.amount >');
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  await page.locator('.field-error').getByText('position 10: expected a value').waitFor();
+  await page.getByLabel('Payload filter').fill('$.amount > 100');
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  await page.getByRole('heading', { name: 'https://example.com/portal-hook' }).waitFor();
+  await page.getByLabel('Sample payload (JSON)').fill('{"amount": 150}');
+  await page.getByRole('button', { name: 'Try it' }).click();
+  await page.getByText('Matches: this payload would be delivered.').waitFor();
+  await screenshot(page, 'filters-portal-laptop');
+  const eps = (await api('GET', '/app/filter-customer/endpoint')).body.data;
+  assert.deepEqual(eps.map((e) => e.filter), ['$.amount > 100']);
+  assert.deepEqual(problems.filter((p) => !p.includes('422')), []);
+  await context.close();
+});
