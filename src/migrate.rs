@@ -509,6 +509,7 @@ fn endpoint_record(
         retired_keys: Vec::new(),
         created_at,
         updated_at: time_or_now(ep.updated_at.as_deref()).max(created_at),
+        filter: None,
     })
 }
 

@@ -126,6 +126,11 @@ pub const ROUTES: &[Route] = &[
     ),
     row(
         "POST",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/filter/test",
+        OwnApp(ViewBase),
+    ),
+    row(
+        "POST",
         "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover",
         OwnApp(CreateAttempts),
     ),

@@ -17,6 +17,7 @@ use super::json::{self, Patch};
 use super::pagination::{ksuid_key, list_response, ListParams};
 use super::query::Query;
 use super::{body, no_content, query, reply, respond, with, Seg, State};
+use crate::domain::filter;
 use crate::domain::{
     validate, Application, DeliveryOrder, Endpoint, EndpointId, Metadata, RetiredKey, SigningKey,
     Timestamp, ValidationError,
@@ -47,6 +48,8 @@ struct EndpointIn {
     /// Herald extension: `"fifo"` or `"unordered"`; absent keeps it as it is (PUT) or unordered.
     ordering: Option<DeliveryOrder>,
     version: Option<i32>,
+    /// Payload filter (Herald extension; syntax in `domain::filter`).
+    filter: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +68,8 @@ struct EndpointPatch {
     #[serde(default, alias = "rateLimit")]
     throttle_rate: Patch<u16>,
     ordering: Option<DeliveryOrder>,
+    #[serde(default)]
+    filter: Patch<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +94,8 @@ struct EndpointOut {
     version: i32,
     created_at: String,
     updated_at: String,
+    /// Payload filter (Herald extension).
+    filter: Option<String>,
 }
 
 impl From<Endpoint> for EndpointOut {
@@ -110,6 +117,7 @@ impl From<Endpoint> for EndpointOut {
             version: e.version,
             created_at: e.created_at.to_rfc3339(),
             updated_at: e.updated_at.to_rfc3339(),
+            filter: e.filter,
         }
     }
 }
@@ -193,6 +201,9 @@ impl EndpointIn {
             self.headers
                 .as_ref()
                 .map_or(Ok(()), |h| validate::headers("headers", h, &s.limits)),
+            self.filter
+                .as_ref()
+                .map_or(Ok(()), |f| validate::payload_filter("filter", f)),
         ])
         .map_err(ApiError::Validation)
     }
@@ -225,6 +236,7 @@ impl EndpointIn {
             retired_keys: Vec::new(),
             created_at: now,
             updated_at: now,
+            filter: self.filter,
         })
     }
 }
@@ -285,6 +297,13 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .and(with(&state))
         .and(body(&state))
         .then(|a, e, s, b| async move { respond(patch_headers(s, a, e, b).await) });
+    let filter_test = warp::path!("app" / Seg / "endpoint" / Seg / "filter" / "test")
+        .and(warp::post())
+        .and(with(&state))
+        .and(body(&state))
+        .then(|a, e, s, b| async move {
+            respond(super::blocking(move || test_filter(s, a, e, b)).await)
+        });
     list.or(create)
         .unify()
         .or(get)
@@ -304,6 +323,8 @@ pub fn routes(state: State) -> BoxedFilter<(Response,)> {
         .or(headers_put)
         .unify()
         .or(headers_patch)
+        .unify()
+        .or(filter_test)
         .unify()
         .boxed()
 }
@@ -376,6 +397,7 @@ async fn upsert(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Ap
                     e.ordering = o;
                 }
                 e.metadata = input.metadata.clone().unwrap_or_default();
+                e.filter = input.filter.clone();
                 if let Some(v) = input.version {
                     e.version = v;
                 }
@@ -425,6 +447,10 @@ async fn patch(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Api
             .metadata
             .as_ref()
             .map_or(Ok(()), |m| validate::metadata("metadata", m, &s.limits)),
+        input
+            .filter
+            .value()
+            .map_or(Ok(()), |f| validate::payload_filter("filter", f)),
     ])
     .map_err(ApiError::Validation)?;
     let (app, existing) = find(&s, &app, &ep)?;
@@ -453,12 +479,37 @@ async fn patch(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, Api
             if let Some(o) = input.ordering {
                 e.ordering = o;
             }
+            input.filter.clone().apply_to(&mut e.filter);
         })
         .await?;
     s.delivery
         .endpoint_changed(&app, Some(&existing), Some(&updated))
         .await;
     Ok(reply(StatusCode::OK, &EndpointOut::from(updated)))
+}
+
+#[derive(Debug, Deserialize)]
+struct FilterTestIn {
+    /// A filter to try instead of the endpoint's (before saving it).
+    filter: Option<String>,
+    payload: serde_json::Value,
+}
+
+/// `POST …/endpoint/{ep}/filter/test` (Herald extension): would the endpoint's filter (or the one
+/// given) let `payload` through? An endpoint without a filter takes every payload.
+fn test_filter(s: State, app: Seg, ep: Seg, body: Bytes) -> Result<Response, ApiError> {
+    let input: FilterTestIn = json::parse(&body)?;
+    let (_, ep) = find(&s, &app, &ep)?;
+    let matches = match input.filter.or(ep.filter) {
+        None => true,
+        Some(text) => filter::Filter::parse(&text)
+            .map_err(|e| ApiError::from(ValidationError::new("filter", e.to_string())))?
+            .matches(&input.payload),
+    };
+    Ok(reply(
+        StatusCode::OK,
+        &serde_json::json!({ "matches": matches }),
+    ))
 }
 
 async fn delete(s: State, app: Seg, ep: Seg) -> Result<Response, ApiError> {

@@ -165,7 +165,7 @@ fn precheck(s: State, app: Seg, body: Bytes) -> Result<Response, ApiError> {
     let app = find_app(&s, &app.0)?;
     let active = !s
         .store
-        .fan_out(&app.id, &input.event_type, input.channels.as_deref())?
+        .fan_out(&app.id, &input.event_type, input.channels.as_deref(), None)?
         .is_empty();
     Ok(reply(
         StatusCode::OK,
@@ -353,9 +353,12 @@ async fn create(
             super::portal_access::create_app(&s, &app.0, new).await?
         }
     };
-    let destinations = s
-        .store
-        .fan_out(&app.id, &input.event_type, input.channels.as_deref())?;
+    let destinations = s.store.fan_out(
+        &app.id,
+        &input.event_type,
+        input.channels.as_deref(),
+        Some(input.payload.get()),
+    )?;
     let msg = Message {
         id: MessageId::generate(),
         app_id: app.id.clone(),

@@ -153,6 +153,7 @@ impl OpEndpointIn {
             retired_keys: Vec::new(),
             created_at: now,
             updated_at: now,
+            filter: None,
         })
     }
 }

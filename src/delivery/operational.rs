@@ -171,7 +171,7 @@ async fn emit(shared: &Arc<Shared>, event_type: &str, data: serde_json::Value) {
         return;
     }
     let ops = operational_app();
-    let destinations = match shared.store.fan_out(ops, event_type, None) {
+    let destinations = match shared.store.fan_out(ops, event_type, None, None) {
         Ok(d) if d.is_empty() => return,
         Ok(d) => d,
         Err(e) => {

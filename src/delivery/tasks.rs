@@ -171,7 +171,9 @@ async fn step(shared: &Arc<Shared>, task: &BackgroundTask) -> Result<Step, Strin
 /// A message the endpoint would take now but was not given at acceptance (the store's enqueue
 /// also leaves out those with a try here already).
 fn is_missing(ep: &Endpoint, m: &Message) -> bool {
-    !m.destinations.contains(&ep.id) && ep.accepts(&m.event_type, m.channels.as_deref())
+    !m.destinations.contains(&ep.id)
+        && ep.accepts(&m.event_type, m.channels.as_deref())
+        && crate::domain::filter::passes(ep.filter.as_deref(), &m.payload)
 }
 
 /// A message sent to the endpoint (fanned out there, or tried there since) that passes `filter`.

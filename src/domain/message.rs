@@ -375,6 +375,7 @@ mod tests {
             retired_keys: vec![],
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
+            filter: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! endpoints, tokens), with the validation rules that hold whatever the transport.
 //! Pure code: no I/O, no knowledge of sled, warp or reqwest.
 
+pub mod filter;
 pub mod ids;
 pub mod message;
 pub mod model;

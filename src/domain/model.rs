@@ -77,6 +77,8 @@ pub struct Endpoint {
     pub retired_keys: Vec<RetiredKey>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Payload filter (Herald extension, `domain::filter` syntax); `None` receives every payload.
+    pub filter: Option<String>,
 }
 
 /// How tries to one endpoint are ordered.
@@ -146,6 +148,7 @@ mod tests {
             ],
             created_at: now,
             updated_at: now,
+            filter: None,
         };
         let keys: Vec<u8> = ep.signing_keys(now).map(|k| k.0[0]).collect();
         assert_eq!(keys, vec![1, 2]);

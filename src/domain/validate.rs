@@ -170,6 +170,13 @@ pub fn filter_types(field: &str, values: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// An endpoint's payload filter (see `domain::filter`); the error says where it stops parsing.
+pub fn payload_filter(field: &str, value: &str) -> Result<()> {
+    super::filter::Filter::parse(value)
+        .map(drop)
+        .map_err(|e| ValidationError::new(field, e.to_string()))
+}
+
 pub fn text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(ValidationError::new(

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{decode_as, encode_as};
 use super::page::{scan_within, Budget, Page, PageQuery};
 use super::{abort, keys, put_with_uid, Store, StoreError};
+use crate::domain::filter::Filter;
 use crate::domain::{
     AppId, DeliveryOrder, Endpoint, EndpointId, Metadata, RetiredKey, SigningKey, Timestamp,
 };
@@ -16,7 +17,7 @@ use crate::domain::{
 const UID_TAKEN: &str = "an endpoint with this uid already exists in this application";
 /// An endpoint without `ordering` (before FIFO endpoints): read as unordered.
 const ENDPOINT_V1: u8 = 1;
-/// An endpoint with `ordering`.
+/// An endpoint with `ordering` and a payload `filter`.
 const ENDPOINT_V2: u8 = 2;
 
 /// The layout of format 1, kept to read stores written before `ordering`.
@@ -59,6 +60,7 @@ pub(super) fn decode_endpoint(bytes: &[u8]) -> Result<Endpoint, StoreError> {
         disabled_reason: e.disabled_reason,
         throttle_rate: e.throttle_rate,
         ordering: DeliveryOrder::Unordered,
+        filter: None,
         headers: e.headers,
         metadata: e.metadata,
         version: e.version,
@@ -196,19 +198,36 @@ impl Store {
         Ok(out)
     }
 
-    /// The endpoints of `app` that a message of `event_type` on `channels` goes to: enabled, and
-    /// with filters that take it. Their secrets stay sealed: fan-out needs none, and unsealing
-    /// every endpoint's keys for every message was a good part of its cost.
+    /// The endpoints of `app` that a message of `event_type` on `channels` with `payload` goes to:
+    /// enabled, and with filters that take it. Their secrets stay sealed: fan-out needs none, and
+    /// unsealing every endpoint's keys for every message was a good part of its cost.
+    ///
+    /// `payload` is the message's JSON text; `None` skips payload filters (a precheck has no payload). A filter is parsed here,
+    /// per fan-out, rather than cached by endpoint: parsing a typical one costs about 21 µs in a
+    /// debug build and evaluating it under 1 µs (the `filter` tests print both), small next to the
+    /// message's write, and nothing can go stale. A stored filter that no longer
+    /// parses (never, unless the grammar narrows) takes nothing.
     pub fn fan_out(
         &self,
         app: &AppId,
         event_type: &str,
         channels: Option<&[String]>,
+        payload: Option<&str>,
     ) -> Result<Vec<EndpointId>, StoreError> {
+        // Parsed only when some endpoint has a filter: most applications have none.
+        let parsed = std::cell::OnceCell::new();
         let mut out = Vec::new();
         for r in self.inner.endpoints.scan_prefix(keys::endpoints_of(app)) {
             let ep = decode_endpoint(&r?.1)?;
-            if !ep.disabled && ep.accepts(event_type, channels) {
+            let payload_ok = match (&ep.filter, payload) {
+                (Some(f), Some(p)) => {
+                    let value = parsed
+                        .get_or_init(|| serde_json::from_str(p).unwrap_or(serde_json::Value::Null));
+                    Filter::parse(f).is_ok_and(|f| f.matches(value))
+                }
+                _ => true,
+            };
+            if !ep.disabled && ep.accepts(event_type, channels) && payload_ok {
                 out.push(ep.id);
             }
         }
@@ -308,8 +327,11 @@ mod tests {
             (old.url.as_str(), Some(4))
         );
 
+        assert_eq!(ep.filter, None);
+
         let mut fifo = ep.clone();
         fifo.ordering = DeliveryOrder::Fifo;
+        fifo.filter = Some("$.amount > 100".into());
         let back = decode_endpoint(&encode_as(ENDPOINT_V2, &fifo).unwrap()).unwrap();
         assert_eq!(back, fifo);
     }

@@ -1,7 +1,7 @@
 // form.js — owns the portal's endpoint form (URL, description, the event-type filter chosen from
-// the catalogue with each type's description, example and schema, channels, rate limit,
-// disabled) and saving it: POST to create, PATCH to edit. Browser checks first (forms.js), then
-// the server's 422 lands on the same fields.
+// the catalogue with each type's description, example and schema, channels, rate limit, payload
+// filter with a "Try it" box, disabled) and saving it: POST to create, PATCH to edit. Browser
+// checks first (forms.js), then the server's 422 lands on the same fields.
 
 import { seg } from '/js/api.js';
 import { h, busy, field, checkbox, newId, errorBox, toast } from '/js/ui.js';
@@ -59,6 +59,33 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
     value: endpoint && endpoint.channels ? endpoint.channels.join(', ') : '' });
   const rate = h('input', { type: 'number', name: 'rateLimit', min: '1', max: '65535', step: '1', inputmode: 'numeric',
     value: endpoint && endpoint.rateLimit ? String(endpoint.rateLimit) : '' });
+  const payloadFilter = h('input', { type: 'text', name: 'filter', autocomplete: 'off', spellcheck: 'false',
+    placeholder: '$.type == "order.paid"', value: endpoint && endpoint.filter ? endpoint.filter : '' });
+  let tryBox = null;
+  if (endpoint) {
+    const sample = h('textarea', { name: 'filter-sample', rows: 3, spellcheck: 'false', 'aria-label': 'Sample payload (JSON)', placeholder: '{"type": "order.paid"}' });
+    const result = h('output', { class: 'filter-result', 'aria-live': 'polite' });
+    const tryIt = h('button', { type: 'button', class: 'btn btn-small' }, 'Try it');
+    tryIt.addEventListener('click', () => busy(tryIt, async () => {
+      result.textContent = '';
+      let payload;
+      try {
+        payload = JSON.parse(sample.value || '{}');
+      } catch (e) {
+        result.textContent = `The sample is not JSON: ${e.message}`;
+        return;
+      }
+      const body = { payload };
+      if (payloadFilter.value.trim()) body.filter = payloadFilter.value.trim();
+      try {
+        const r = await portal.post(`/app/${seg(appId)}/endpoint/${seg(endpoint.id)}/filter/test`, body);
+        result.textContent = r.matches ? 'Matches: this payload would be delivered.' : 'No match: this payload would not be delivered.';
+      } catch (e) {
+        result.textContent = e.message;
+      }
+    }));
+    tryBox = h('fieldset', { class: 'fieldset filter-try' }, h('legend', null, 'Try the filter'), sample, h('div', { class: 'actions' }, tryIt, result));
+  }
   const disabled = checkbox('Disabled (deliveries wait until it is enabled again)', { name: 'disabled', checked: Boolean(endpoint && endpoint.disabled) });
   const fe = fieldErrors();
   fe.add('url', url);
@@ -66,6 +93,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
   fe.add('types', typeSet.querySelector('legend'), typeSet.querySelector('.hint'));
   fe.add('channels', channels);
   fe.add('rateLimit', rate);
+  fe.add('filter', payloadFilter);
   const chanList = () => channels.value.split(',').map((x) => x.trim()).filter(Boolean);
 
   const err = errorBox();
@@ -77,6 +105,8 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
     h('div', { class: 'field-row' },
       field('Channels', channels, 'Optional, comma separated: only messages sent to these channels.'),
       field('Rate limit', rate, 'Optional: most deliveries per second.')),
+    field('Payload filter', payloadFilter, 'Optional: only payloads that match are delivered, e.g. $.data.total > 100 and $.currency in ["EUR", "USD"].'),
+    tryBox,
     disabled, err.el, h('div', { class: 'actions' }, save));
 
   const values = () => {
@@ -89,6 +119,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
       filterTypes: filter.length ? filter : null,
       channels: chans.length ? chans : null,
       rateLimit: r ? Number(r) : null,
+      filter: payloadFilter.value.trim() || null,
       disabled: disabled.querySelector('input').checked,
     };
   };
@@ -100,7 +131,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
     fe.check(errors);
   };
   const toKey = (loc) => {
-    if (['url', 'description', 'channels'].includes(loc[0])) return loc[0];
+    if (['url', 'description', 'channels', 'filter'].includes(loc[0])) return loc[0];
     if (loc[0] === 'filterTypes' || loc[0] === 'eventTypes') return 'types';
     if (loc[0] === 'rateLimit' || loc[0] === 'throttleRate') return 'rateLimit';
     return null;
@@ -120,7 +151,7 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
             ep = await portal.patch(`${base}/${seg(endpoint.id)}`, v);
           } else {
             const body = { url: v.url, description: v.description, disabled: v.disabled };
-            for (const k of ['filterTypes', 'channels', 'rateLimit']) if (v[k] !== null) body[k] = v[k];
+            for (const k of ['filterTypes', 'channels', 'rateLimit', 'filter']) if (v[k] !== null) body[k] = v[k];
             ep = await portal.post(base, body);
           }
         } catch (e2) {

@@ -28,6 +28,7 @@ mod metrics;
 mod migrate;
 mod openapi;
 mod operational;
+mod payload_filters;
 mod portal;
 mod power_loss;
 mod replay;

@@ -1,5 +1,5 @@
 // views/endpoint-form.js — owns the endpoint settings form (URL, description, event-type filter,
-// channels, custom headers, disabled, FIFO ordering) and saving it: POST or PATCH, then the headers with PUT
+// channels, payload filter with its "Try it" box, custom headers, disabled, FIFO ordering) and saving it: POST or PATCH, then the headers with PUT
 // (or PATCH when hidden credential headers must be kept).
 
 import { api, seg } from '../api.js';
@@ -31,7 +31,41 @@ function headerRow(name = '', value = '', sensitive = false) {
  * API wants it; check() marks every field the browser can tell is wrong (throws FieldErrors);
  * fromServer(err) marks the fields a 422 names, then throws.
  */
-export function endpointFields({ endpoint = null, headers = null, eventTypes = [] }) {
+/**
+ * The payload filter field (Herald extension) and, for a saved endpoint, a "Try it" box that asks
+ * the server whether a sample payload matches the filter as typed (saved or not).
+ */
+function filterField(endpoint, appId) {
+  const input = h('input', { type: 'text', name: 'filter', autocomplete: 'off', spellcheck: 'false',
+    placeholder: '$.type == "order.paid" and $.data.total > 100', value: endpoint && endpoint.filter ? endpoint.filter : '' });
+  const node = field('Payload filter', input, 'Optional. Only payloads that match are delivered: paths $.a.b or $.items[0]; ==, !=, <, >, in [..], exists, startsWith; and, or, not, ( ).');
+  if (!endpoint || !appId) return { input, nodes: [node] };
+  const sample = h('textarea', { name: 'filter-sample', rows: 3, spellcheck: 'false', 'aria-label': 'Sample payload (JSON)', placeholder: '{"type": "order.paid"}' });
+  const result = h('output', { class: 'filter-result', 'aria-live': 'polite' });
+  const tryIt = h('button', { type: 'button', class: 'btn btn-small' }, 'Try it');
+  tryIt.addEventListener('click', () => busy(tryIt, async () => {
+    result.textContent = '';
+    let payload;
+    try {
+      payload = JSON.parse(sample.value || '{}');
+    } catch (e) {
+      result.textContent = `The sample is not JSON: ${e.message}`;
+      return;
+    }
+    const body = { payload };
+    if (input.value.trim()) body.filter = input.value.trim();
+    try {
+      const r = await api.post(`/app/${seg(appId)}/endpoint/${seg(endpoint.id)}/filter/test`, body);
+      result.textContent = r.matches ? 'Matches: this payload would be delivered.' : 'No match: this payload would not be delivered.';
+    } catch (e) {
+      result.textContent = e.message;
+    }
+  }));
+  const box = h('fieldset', { class: 'fieldset filter-try' }, h('legend', null, 'Try the filter'), sample, h('div', { class: 'actions' }, tryIt, result));
+  return { input, nodes: [node, box] };
+}
+
+export function endpointFields({ endpoint = null, headers = null, eventTypes = [], appId = null }) {
   const url = h('input', { type: 'url', name: 'url', required: true, autocomplete: 'off', spellcheck: 'false',
     placeholder: 'https://example.com/webhooks', value: endpoint ? endpoint.url : '' });
   const description = h('input', { type: 'text', name: 'description', autocomplete: 'off', value: endpoint ? endpoint.description : '' });
@@ -61,11 +95,13 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
   const disabled = checkbox('Disabled', { name: 'disabled', checked: Boolean(endpoint && endpoint.disabled) });
   const fifo = checkbox('In order (FIFO): one delivery at a time; a failing message holds back the ones after it',
     { name: 'ordering', checked: Boolean(endpoint && endpoint.ordering === 'fifo') });
+  const pf = filterField(endpoint, appId);
   const fe = fieldErrors();
   fe.add('url', url);
   fe.add('description', description);
   fe.add('types', types.querySelector('legend'), types.querySelector('.hint'));
   fe.add('channels', channels);
+  fe.add('filter', pf.input);
   const headerRows = () => [...rows.querySelectorAll('.header-row')].map((r, i) => {
     const key = `hdr:${i}`;
     const name = r.querySelector('.hdr-name');
@@ -76,7 +112,7 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
 
   const fields = {
     nodes: [field('URL', url), field('Description', description), types,
-      field('Channels', channels, 'Comma separated: letters, digits, - _ . : only. Empty: messages of every channel.'), hdrs, disabled, fifo],
+      field('Channels', channels, 'Comma separated: letters, digits, - _ . : only. Empty: messages of every channel.'), ...pf.nodes, hdrs, disabled, fifo],
     check() {
       const errors = { url: checkUrl(url.value) };
       if (new TextEncoder().encode(description.value).length > 4096) errors.description = 'Too long: at most 4096 bytes.';
@@ -99,7 +135,7 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
     fromServer(err) {
       const hdrs2 = headerRows();
       fe.fromServer(err, (loc) => {
-        if (loc[0] === 'url' || loc[0] === 'description' || loc[0] === 'channels') return loc[0];
+        if (loc[0] === 'url' || loc[0] === 'description' || loc[0] === 'channels' || loc[0] === 'filter') return loc[0];
         if (loc[0] === 'filterTypes' || loc[0] === 'eventTypes') return 'types';
         if (loc[0] === 'headers' && loc.length > 1) {
           const name = loc.slice(1).join('.').toLowerCase();
@@ -127,6 +163,7 @@ export function endpointFields({ endpoint = null, headers = null, eventTypes = [
         description: description.value,
         filterTypes: filter.length ? filter : null,
         channels: chans.length ? chans : null,
+        filter: pf.input.value.trim() || null,
         disabled: disabled.querySelector('input').checked,
         ordering: fifo.querySelector('input').checked ? 'fifo' : 'unordered',
         headers: set,
@@ -171,11 +208,12 @@ export async function saveEndpoint(appId, endpoint, before, v) {
     if (v.filterTypes) body.filterTypes = v.filterTypes;
     if (v.channels) body.channels = v.channels;
     if (v.ordering === 'fifo') body.ordering = v.ordering;
+    if (v.filter) body.filter = v.filter;
     if (Object.keys(v.headers).length) body.headers = v.headers;
     return api.post(`/app/${seg(appId)}/endpoint`, body);
   }
   const base = `/app/${seg(appId)}/endpoint/${seg(endpoint.id)}`;
-  const ep = await api.patch(base, { url: v.url, description: v.description, filterTypes: v.filterTypes, channels: v.channels, disabled: v.disabled, ordering: v.ordering });
+  const ep = await api.patch(base, { url: v.url, description: v.description, filterTypes: v.filterTypes, channels: v.channels, filter: v.filter, disabled: v.disabled, ordering: v.ordering });
   try {
     await saveHeaders(base, before, v);
   } catch (e) {
@@ -204,7 +242,7 @@ export function createEndpointDialog(appId, eventTypes, done) {
 
 /** The settings form shown inline on an endpoint's page, with its own Save button and errors. */
 export function endpointSettingsForm({ appId, endpoint, headers, eventTypes, onSaved }) {
-  const f = endpointFields({ endpoint, headers, eventTypes });
+  const f = endpointFields({ endpoint, headers, eventTypes, appId });
   const err = errorBox();
   const save = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save');
   const form = h('form', { class: 'settings-form', novalidate: true, 'aria-label': 'Endpoint settings' },
