@@ -225,9 +225,12 @@ async fn health_stays_fast_and_deliveries_go_on_while_a_backup_runs() {
         "health p99 during the backup: {:?} (bound {bound:?})",
         percentile(&lat, 0.99)
     );
+    // A poll is due every HEALTH_EVERY: a stalled server answers far fewer of them. The bound is
+    // half of those due (at least 10), since a fast backup is over in a dozen polls.
+    let due = (took.as_millis() / HEALTH_EVERY.as_millis()) as usize;
     assert!(
-        lat.len() >= 20,
-        "health was polled {} times during the backup",
+        lat.len() >= (due / 2).max(10),
+        "health was polled {} times during the backup ({due} were due)",
         lat.len()
     );
     assert!(
