@@ -2,7 +2,7 @@
 // names, lengths, JSON), showing each error under its field, all at once, and mapping the
 // server's 422 `detail: [{loc, msg}]` onto the same fields. The server stays the authority.
 
-import { h, newId } from './ui.js';
+import { h, busy, newId } from './ui.js';
 
 /** Letters, digits, - _ . (uids, event-type names): Herald's rule, in words for people. */
 export const TOKEN_RE = /^[A-Za-z0-9\-_.]+$/;
@@ -165,4 +165,34 @@ export function parseJson(text, { object = true } = {}) {
     return { error: 'Must be a JSON object ({ … }).' };
   }
   return { value };
+}
+
+/**
+ * The "Try the filter" box of a saved endpoint's payload filter (admin UI and portal): sends a
+ * sample payload and the filter as typed in `input` (saved or not) to `test(body)`, which posts
+ * them to the endpoint's filter/test route, and says whether it matches.
+ */
+export function filterTryBox(input, test) {
+  const sample = h('textarea', { name: 'filter-sample', rows: 3, spellcheck: 'false', 'aria-label': 'Sample payload (JSON)', placeholder: '{"type": "order.paid"}' });
+  const result = h('output', { class: 'filter-result', 'aria-live': 'polite' });
+  const tryIt = h('button', { type: 'button', class: 'btn btn-small' }, 'Try it');
+  tryIt.addEventListener('click', () => busy(tryIt, async () => {
+    result.textContent = '';
+    let payload;
+    try {
+      payload = JSON.parse(sample.value || '{}');
+    } catch (e) {
+      result.textContent = `The sample is not JSON: ${e.message}`;
+      return;
+    }
+    const body = { payload };
+    if (input.value.trim()) body.filter = input.value.trim();
+    try {
+      const r = await test(body);
+      result.textContent = r.matches ? 'Matches: this payload would be delivered.' : 'No match: this payload would not be delivered.';
+    } catch (e) {
+      result.textContent = e.message;
+    }
+  }));
+  return h('fieldset', { class: 'fieldset filter-try' }, h('legend', null, 'Try the filter'), sample, h('div', { class: 'actions' }, tryIt, result));
 }

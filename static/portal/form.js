@@ -5,7 +5,7 @@
 
 import { seg } from '/js/api.js';
 import { h, busy, field, checkbox, newId, errorBox, toast } from '/js/ui.js';
-import { fieldErrors, FieldErrors, checkUrl, checkChannels } from '/js/forms.js';
+import { fieldErrors, FieldErrors, checkUrl, checkChannels, filterTryBox } from '/js/forms.js';
 import { portal } from './session.js';
 
 /** The live catalogue, with each type's description, example payload and schema. */
@@ -61,31 +61,9 @@ export function endpointForm({ appId, endpoint = null, catalogue, onSaved }) {
     value: endpoint && endpoint.rateLimit ? String(endpoint.rateLimit) : '' });
   const payloadFilter = h('input', { type: 'text', name: 'filter', autocomplete: 'off', spellcheck: 'false',
     placeholder: '$.type == "order.paid"', value: endpoint && endpoint.filter ? endpoint.filter : '' });
-  let tryBox = null;
-  if (endpoint) {
-    const sample = h('textarea', { name: 'filter-sample', rows: 3, spellcheck: 'false', 'aria-label': 'Sample payload (JSON)', placeholder: '{"type": "order.paid"}' });
-    const result = h('output', { class: 'filter-result', 'aria-live': 'polite' });
-    const tryIt = h('button', { type: 'button', class: 'btn btn-small' }, 'Try it');
-    tryIt.addEventListener('click', () => busy(tryIt, async () => {
-      result.textContent = '';
-      let payload;
-      try {
-        payload = JSON.parse(sample.value || '{}');
-      } catch (e) {
-        result.textContent = `The sample is not JSON: ${e.message}`;
-        return;
-      }
-      const body = { payload };
-      if (payloadFilter.value.trim()) body.filter = payloadFilter.value.trim();
-      try {
-        const r = await portal.post(`/app/${seg(appId)}/endpoint/${seg(endpoint.id)}/filter/test`, body);
-        result.textContent = r.matches ? 'Matches: this payload would be delivered.' : 'No match: this payload would not be delivered.';
-      } catch (e) {
-        result.textContent = e.message;
-      }
-    }));
-    tryBox = h('fieldset', { class: 'fieldset filter-try' }, h('legend', null, 'Try the filter'), sample, h('div', { class: 'actions' }, tryIt, result));
-  }
+  const tryBox = endpoint
+    ? filterTryBox(payloadFilter, (body) => portal.post(`/app/${seg(appId)}/endpoint/${seg(endpoint.id)}/filter/test`, body))
+    : null;
   const disabled = checkbox('Disabled (deliveries wait until it is enabled again)', { name: 'disabled', checked: Boolean(endpoint && endpoint.disabled) });
   const fe = fieldErrors();
   fe.add('url', url);

@@ -4,7 +4,7 @@
 
 import { api, seg } from '../api.js';
 import { h, busy, field, checkbox, newId, errorBox, formDialog, toast } from '../ui.js';
-import { fieldErrors, FieldErrors, checkUrl, checkChannels, checkHeaderName } from '../forms.js';
+import { fieldErrors, FieldErrors, checkUrl, checkChannels, checkHeaderName, filterTryBox } from '../forms.js';
 
 /** Event-type names for the filter: live ones, archived ones marked; `example`: it has one. */
 export async function loadEventTypes(signal) {
@@ -40,28 +40,7 @@ function filterField(endpoint, appId) {
     placeholder: '$.type == "order.paid" and $.data.total > 100', value: endpoint && endpoint.filter ? endpoint.filter : '' });
   const node = field('Payload filter', input, 'Optional. Only payloads that match are delivered: paths $.a.b or $.items[0]; ==, !=, <, >, in [..], exists, startsWith; and, or, not, ( ).');
   if (!endpoint || !appId) return { input, nodes: [node] };
-  const sample = h('textarea', { name: 'filter-sample', rows: 3, spellcheck: 'false', 'aria-label': 'Sample payload (JSON)', placeholder: '{"type": "order.paid"}' });
-  const result = h('output', { class: 'filter-result', 'aria-live': 'polite' });
-  const tryIt = h('button', { type: 'button', class: 'btn btn-small' }, 'Try it');
-  tryIt.addEventListener('click', () => busy(tryIt, async () => {
-    result.textContent = '';
-    let payload;
-    try {
-      payload = JSON.parse(sample.value || '{}');
-    } catch (e) {
-      result.textContent = `The sample is not JSON: ${e.message}`;
-      return;
-    }
-    const body = { payload };
-    if (input.value.trim()) body.filter = input.value.trim();
-    try {
-      const r = await api.post(`/app/${seg(appId)}/endpoint/${seg(endpoint.id)}/filter/test`, body);
-      result.textContent = r.matches ? 'Matches: this payload would be delivered.' : 'No match: this payload would not be delivered.';
-    } catch (e) {
-      result.textContent = e.message;
-    }
-  }));
-  const box = h('fieldset', { class: 'fieldset filter-try' }, h('legend', null, 'Try the filter'), sample, h('div', { class: 'actions' }, tryIt, result));
+  const box = filterTryBox(input, (body) => api.post(`/app/${seg(appId)}/endpoint/${seg(endpoint.id)}/filter/test`, body));
   return { input, nodes: [node, box] };
 }
 
