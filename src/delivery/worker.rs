@@ -14,7 +14,8 @@ use super::operational;
 use super::retry::{jitter_sample, next_delay, Failure};
 use super::signer::sign;
 use crate::domain::{
-    Attempt, AttemptId, DeliveryStatus, Endpoint, HealthEvent, Message, Task, Timestamp, Trigger,
+    Attempt, AttemptId, DeliveryOrder, DeliveryStatus, Endpoint, HealthEvent, Message, Task,
+    Timestamp, Trigger,
 };
 use crate::metrics;
 use crate::store::{QueuedTask, StoreError, TryRecord, WriteKind};
@@ -152,6 +153,7 @@ async fn try_inner(
         } else {
             HealthEvent::Other
         },
+        ordered: ep.ordering == DeliveryOrder::Fifo,
     };
     let health = store.finish_try(&record).await?;
 

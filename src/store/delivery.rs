@@ -16,8 +16,8 @@ use super::page::{scan_within, Budget, Page, PageQuery};
 use super::payloads::PayloadRef;
 use super::{Store, StoreError};
 use crate::domain::{
-    AppId, Attempt, AttemptId, DeliveryOrder, DeliveryStatus, Destination, EndpointHealth,
-    EndpointId, EndpointRef, HealthEvent, Message, MessageId, Task, Timestamp, Trigger,
+    AppId, Attempt, AttemptId, DeliveryStatus, Destination, EndpointHealth, EndpointId,
+    EndpointRef, HealthEvent, Message, MessageId, Task, Timestamp, Trigger,
 };
 
 /// Response bodies longer than this go to the payload log; shorter ones stay in the attempt's
@@ -121,6 +121,9 @@ pub struct TryRecord {
     /// The message was fanned out to this endpoint at acceptance.
     pub fanned_out_here: bool,
     pub health: HealthEvent,
+    /// The endpoint is FIFO (`ordering: "fifo"`): a retry keeps the task's place in the queue,
+    /// and the record is durable before `finish_try` returns (see there).
+    pub ordered: bool,
 }
 
 /// Within a transaction: remove the manual-try marker at `mark` if it belongs to the task at
@@ -223,7 +226,13 @@ impl Store {
 
     /// Record a finished try in one transaction: the attempt (and its index entry), the
     /// destination's state, the task removed or moved to its retry time, and the endpoint's health
-    /// clock. Returns the clock as it stands after. Not awaited (see the module note).
+    /// clock. Returns the clock as it stands after. Not awaited (see the module note), except for
+    /// a FIFO endpoint: there the next try starts only once this returns, and were this record
+    /// lost in a crash after that try had begun, the restart would send this message again
+    /// after a later one (seen under load: sled writes a sealed batch to the file from a
+    /// background thread, so even a SIGKILL can lose the last transaction). One flush per try
+    /// is cheap next to a FIFO endpoint's one-at-a-time round trips, and shared with everyone
+    /// else's through the group commit.
     pub async fn finish_try(&self, rec: &TryRecord) -> Result<EndpointHealth, StoreError> {
         self.ensure_space(super::WriteKind::Progress)?;
         let a = &rec.attempt;
@@ -246,7 +255,11 @@ impl Store {
         } else {
             None
         };
-        self.record_try(rec, body_at)
+        let health = self.record_try(rec, body_at)?;
+        if rec.ordered {
+            self.durable().await?;
+        }
+        Ok(health)
     }
 
     /// The sync part of `finish_try`: the one transaction.
@@ -267,8 +280,7 @@ impl Store {
         // A FIFO endpoint's retry keeps its place in the queue (its key, which orders by
         // acceptance): moving it to its retry time would let later messages pass it. The
         // dispatcher holds the endpoint until the retry time instead.
-        let in_place = rec.retry.is_some()
-            && self.endpoint_ordering(&a.app_id, &a.endpoint_id)? == DeliveryOrder::Fifo;
+        let in_place = rec.retry.is_some() && rec.ordered;
         let retry = match &rec.retry {
             Some((due, task)) if in_place => {
                 Some((rec.task_key.clone(), encode(task)?, Timestamp(*due)))
@@ -851,6 +863,7 @@ pub(super) mod tests {
                 retry: None,
                 fanned_out_here: true,
                 health,
+                ordered: false,
             })
             .await
             .unwrap();
@@ -884,6 +897,7 @@ pub(super) mod tests {
                     retry: None,
                     fanned_out_here: true,
                     health: HealthEvent::Other,
+                    ordered: false,
                 })
                 .await
                 .unwrap();
@@ -963,6 +977,7 @@ pub(super) mod tests {
             )),
             fanned_out_here: true,
             health: HealthEvent::Other,
+            ordered: false,
         };
         CRASH_MID_TRY.with(|c| c.set(true));
         assert!(store.finish_try(&rec).await.is_err());
@@ -1000,6 +1015,73 @@ pub(super) mod tests {
                 .len(),
             1
         );
+    }
+
+    /// A FIFO endpoint's try is on disk when `finish_try` returns (a commit round ran after its
+    /// transaction), and its retry keeps the task's key; an unordered endpoint's does neither.
+    /// Without that, a crash could lose the record of a delivered message after the next one
+    /// had gone out, and the restart would send the earlier one again after the later one.
+    #[tokio::test]
+    async fn a_fifo_try_is_durable_on_return_and_its_retry_keeps_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let app = AppId::generate();
+        for ordered in [false, true] {
+            let ep = EndpointId::generate();
+            let mut ids = Vec::new();
+            for _ in 0..2 {
+                let m = message(&app, std::slice::from_ref(&ep));
+                store.create_message(&m, None).await.unwrap();
+                ids.push(m.id);
+            }
+            let all = |s: &Store| {
+                s.due_tasks(&app, &ep, i64::MAX, 100, &Default::default())
+                    .unwrap()
+            };
+            // A failed try of the first: its retry.
+            let head = all(&store).remove(0);
+            let retry_at = Timestamp::now().millis() + 60_000;
+            let before = store.commit_rounds();
+            store
+                .finish_try(&TryRecord {
+                    task_key: head.key.clone(),
+                    attempt: attempt(&app, &ids[0], &ep, DeliveryStatus::Fail),
+                    retry: Some((
+                        retry_at,
+                        Task {
+                            msg_id: ids[0].clone(),
+                            tries: 1,
+                            trigger: Trigger::Scheduled,
+                        },
+                    )),
+                    fanned_out_here: true,
+                    health: HealthEvent::Other,
+                    ordered,
+                })
+                .await
+                .unwrap();
+            let flushed = store.commit_rounds() > before;
+            let left = all(&store);
+            let first = &left[0];
+            if ordered {
+                assert!(flushed, "FIFO: the try is on disk on return");
+                assert_eq!(first.key, head.key, "FIFO: the retry keeps its place");
+                assert_eq!(
+                    (first.task.msg_id.clone(), first.task.tries),
+                    (ids[0].clone(), 1)
+                );
+            } else {
+                assert!(
+                    !flushed,
+                    "unordered: progress does not wait for the group commit"
+                );
+                assert_eq!(
+                    first.task.msg_id, ids[1],
+                    "unordered: the retry moves to its time"
+                );
+                assert_eq!(left[1].due_ms, retry_at);
+            }
+        }
     }
 
     /// A recover queues a failed message's manual try once while it is queued or running; the
@@ -1048,6 +1130,7 @@ pub(super) mod tests {
                 retry: None,
                 fanned_out_here: true,
                 health: HealthEvent::Other,
+                ordered: false,
             })
             .await
             .unwrap();
@@ -1162,6 +1245,7 @@ pub(super) mod tests {
                     retry: None,
                     fanned_out_here: true,
                     health: HealthEvent::Other,
+                    ordered: false,
                 })
                 .await
                 .unwrap();

@@ -163,6 +163,7 @@ mod tests {
                     retry: None,
                     fanned_out_here: true,
                     health: HealthEvent::Success,
+                    ordered: false,
                 })
                 .await
                 .unwrap();
