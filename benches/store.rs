@@ -396,6 +396,7 @@ fn run_store(
                         retry: None,
                         fanned_out_here: true,
                         health: HealthEvent::Success,
+                        ordered: false,
                     })
                     .await
                     .expect("finish");
