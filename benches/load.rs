@@ -2,7 +2,7 @@
 //! receiver, drives Herald through its HTTP API, and prints ingest msg/s, delivered msg/s,
 //! accept-to-receipt latency percentiles and Herald's RSS.
 //!
-//!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million|soak] [--duration SECS] [--backlog N] [--prefill N] [--idempotency]
+//!     cargo bench --bench load -- [all|ingest|accept|fanout|steady|backlog|isolation|million|soak|ordering] [--duration SECS] [--backlog N] [--prefill N] [--idempotency]
 //!
 //! Scenarios: `ingest` (concurrency 64, realistic JSON events of 0.3 to 8 KiB, mean about 2 KiB,
 //! from `common/payloads.rs`; 1 endpoint), `accept` (the same, but the one endpoint subscribes to
@@ -16,6 +16,8 @@
 //! `soak` (not in `all`: 1,000 msg/s for `--duration`, RSS every 30 s, the worst request time,
 //! duplicates, disk growth per delivered message, and when the slowest requests started;
 //! `--prefill N` first sends N messages at full speed, so that the soak runs on a grown store).
+//! `ordering` (not in `all`: `--backlog N` messages queued on one endpoint throttled to 1/s, then
+//! drained unthrottled, once unordered and once FIFO).
 //! `HERALD_BENCH_BIN=path` runs that herald binary instead of the one cargo built.
 //! `--idempotency` sends a unique `idempotency-key` on every create, as the Svix SDKs do.
 //! Herald runs at its default log level, as operators run it. Beside each throughput: Herald's CPU
@@ -681,6 +683,53 @@ async fn backlog(n: u64) {
     );
 }
 
+/// FIFO against unordered on one endpoint: N messages queued while the endpoint is throttled to
+/// 1/s, then the throttle lifted; the time to drain, and Herald's CPU. A FIFO endpoint sends one
+/// try at a time and waits for each try's record to be on disk before the next.
+async fn ordering(n: u64) {
+    for ordering in ["unordered", "fifo"] {
+        let sink = Arc::new(Sink::default());
+        let receiver = start_receiver(sink.clone()).await;
+        let s = Server::start(&[]);
+        let c = client();
+        let app = post(
+            &c,
+            &format!("{}/api/v1/app", s.url),
+            serde_json::json!({"name": "bench"}),
+        )
+        .await;
+        let app = app["id"].as_str().unwrap().to_string();
+        let ep = post(
+            &c,
+            &format!("{}/api/v1/app/{app}/endpoint", s.url),
+            serde_json::json!({"url": format!("{receiver}/ep"), "ordering": ordering, "throttleRate": 1}),
+        )
+        .await;
+        let ep = ep["id"].as_str().unwrap().to_string();
+        let url = format!("{}/api/v1/app/{app}/msg", s.url);
+        let d = drive(&c, &url, Duration::from_secs(3600), None, Some(n)).await;
+        let r = c
+            .patch(format!("{}/api/v1/app/{app}/endpoint/{ep}", s.url))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"throttleRate": null}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let (cpu0, before) = (s.cpu_secs(), sink.count.load(Ordering::Relaxed));
+        let took = wait_delivered(&sink, d.accepted, Duration::from_secs(1200)).await;
+        let delivered = sink.count.load(Ordering::Relaxed) - before;
+        let cpu = s.cpu_secs() - cpu0;
+        println!(
+            "{ordering}: {} queued, {delivered} delivered in {:.1}s after the throttle was lifted: {:.0}/s, CPU {}",
+            d.accepted,
+            took.as_secs_f64(),
+            delivered as f64 / took.as_secs_f64(),
+            per_msg(cpu, delivered)
+        );
+    }
+}
+
 /// A large backlog: memory while it waits, and start-up time on top of it.
 async fn million(n: u64) {
     let sink = Arc::new(Sink::default());
@@ -790,6 +839,9 @@ fn main() {
         }
         if scenario == "million" {
             million(backlog_n).await;
+        }
+        if scenario == "ordering" {
+            ordering(backlog_n).await;
         }
         if scenario == "soak" {
             soak(duration, prefill).await;
