@@ -86,7 +86,7 @@ pub async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let delivery = Delivery::start(store.clone(), config.delivery(), metrics.clone())?;
-    let sweeper = tokio::spawn(sweep(store.clone(), config.store.retention_days));
+    let sweeper = tokio::spawn(sweep(store.clone(), config.store.clone()));
     let expiry = tokio::spawn(expire_payloads(store.clone()));
     let ticker = tokio::spawn(tick_minutes(metrics.clone()));
     let disk = tokio::spawn(watch_disk(store.clone()));
@@ -305,9 +305,9 @@ async fn watch_disk(store: Store) {
     }
 }
 
-/// Periodic housekeeping: drop expired idempotency records, and messages past retention with
-/// their attempts.
-async fn sweep(store: Store, retention_days: u32) {
+/// Periodic housekeeping: drop expired idempotency records, messages past retention with
+/// their attempts, and the records of background tasks ended longer ago than theirs.
+async fn sweep(store: Store, config: crate::config::StoreConfig) {
     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     loop {
         let s = store.clone();
@@ -317,12 +317,18 @@ async fn sweep(store: Store, retention_days: u32) {
             if tokens > 0 {
                 tracing::info!(app_tokens = tokens, "expired application tokens removed");
             }
-            let msgs = match retention_days {
+            let days_ago = |days: u32| Timestamp::now().plus_seconds(-86400 * i64::from(days));
+            let msgs = match config.retention_days {
                 0 => 0,
-                days => s.purge_messages_before(
-                    Timestamp::now().plus_seconds(-86400 * i64::from(days)),
-                )?,
+                days => s.purge_messages_before(days_ago(days))?,
             };
+            let tasks = match config.task_retention_days {
+                0 => 0,
+                days => s.purge_tasks_ended_before(days_ago(days))?,
+            };
+            if tasks > 0 {
+                tracing::info!(background_tasks = tasks, "ended background tasks removed");
+            }
             Ok::<_, StoreError>((keys, msgs))
         })
         .await;

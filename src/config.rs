@@ -100,6 +100,9 @@ pub struct StoreConfig {
     pub cache_capacity_mb: u64,
     /// Days messages (with their attempts) are kept; 0 keeps them forever.
     pub retention_days: u32,
+    /// Days a background task's record is kept once it ended (finished or failed); 0 keeps them
+    /// forever. Running tasks are never removed.
+    pub task_retention_days: u32,
     /// The key that seals endpoint secrets [default: main.key in the data directory].
     pub main_key_file: Option<PathBuf>,
     /// MiB the data directory's file system keeps free: below it new records get 507 (delivery
@@ -279,6 +282,7 @@ impl Default for StoreConfig {
         StoreConfig {
             cache_capacity_mb: 64,
             retention_days: 90,
+            task_retention_days: 30,
             main_key_file: None,
             min_free_mb: 128,
             ballast_mb: 64,

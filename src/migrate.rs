@@ -1,6 +1,6 @@
 //! `herald migrate`: copy what a server speaking the Svix API holds (event types with schemas,
 //! applications, endpoints with their signing secrets, headers, filters, channels, rate limits,
-//! metadata and disabled state) into this Herald's store, so receivers keep verifying with the
+//! metadata and disabled state, and, from another Herald, payload filters and FIFO ordering) into this Herald's store, so receivers keep verifying with the
 //! secrets they have. It reads through `delivery::remote` and writes through `store`; the
 //! composition (which store, which source) is `app::migrate`'s.
 //!
@@ -19,7 +19,8 @@ use crate::delivery::remote::{
 };
 use crate::domain::validate::{self, Limits};
 use crate::domain::{
-    AppId, Application, Endpoint, EndpointId, EventType, SigningKey, Timestamp, ValidationError,
+    AppId, Application, DeliveryOrder, Endpoint, EndpointId, EventType, SigningKey, Timestamp,
+    ValidationError,
 };
 use crate::store::{Store, StoreError};
 
@@ -460,6 +461,16 @@ fn endpoint_record(
         .clone()
         .filter(|c| !c.is_empty())
         .map(|c| set(&c));
+    let payload_filter = ep.filter.clone().filter(|f| !f.is_empty());
+    let ordering = match ep.ordering.as_deref() {
+        None | Some("unordered") => DeliveryOrder::Unordered,
+        Some("fifo") => DeliveryOrder::Fifo,
+        Some(other) => {
+            return Err(format!(
+                "its ordering {other:?} is not one Herald knows (fifo or unordered)"
+            ))
+        }
+    };
     validate::all([
         validate::endpoint_url("url", &ep.url, limits),
         validate::text(
@@ -476,6 +487,9 @@ fn endpoint_record(
             .map_or(Ok(()), |c| validate::channels("channels", c)),
         validate::metadata("metadata", &ep.metadata, limits),
         validate::headers("headers", &headers, limits),
+        payload_filter
+            .as_ref()
+            .map_or(Ok(()), |f| validate::payload_filter("filter", f)),
     ])
     .map_err(|errors| {
         errors
@@ -501,7 +515,7 @@ fn endpoint_record(
         disabled: ep.disabled,
         disabled_reason: None,
         throttle_rate: ep.rate_limit.or(ep.throttle_rate),
-        ordering: Default::default(),
+        ordering,
         headers,
         metadata: ep.metadata.clone(),
         version: ep.version.unwrap_or(1),
@@ -509,7 +523,7 @@ fn endpoint_record(
         retired_keys: Vec::new(),
         created_at,
         updated_at: time_or_now(ep.updated_at.as_deref()).max(created_at),
-        filter: None,
+        filter: payload_filter,
     })
 }
 
@@ -608,10 +622,55 @@ mod tests {
         assert_eq!(e.throttle_rate, Some(7));
         assert_eq!(e.version, 2);
         assert_eq!(e.headers["x-team"], "core");
+        // A Svix source has no payload filter nor ordering.
+        assert_eq!((e.filter, e.ordering), (None, DeliveryOrder::Unordered));
         assert_eq!(
             e.created_at,
             Timestamp::parse_rfc3339("2024-01-02T03:04:05Z").unwrap()
         );
+    }
+
+    /// Herald's extensions, from a Herald source: the payload filter and FIFO ordering.
+    #[test]
+    fn a_herald_endpoint_keeps_its_payload_filter_and_ordering() {
+        let app = AppId::generate();
+        let ok = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let l = Limits::default();
+        let ep = |extra: &str| {
+            remote_ep(&format!(
+                r#"{{"id":"{}","url":"https://r.example",{extra}}}"#,
+                EndpointId::generate()
+            ))
+        };
+        let e = endpoint_record(
+            &ep(r#""filter":"$.total > 100","ordering":"fifo""#),
+            &app,
+            ok,
+            Default::default(),
+            &l,
+        )
+        .unwrap();
+        assert_eq!(e.filter.as_deref(), Some("$.total > 100"));
+        assert_eq!(e.ordering, DeliveryOrder::Fifo);
+        let plain = ep(r#""filter":null,"ordering":"unordered""#);
+        let e = endpoint_record(&plain, &app, ok, Default::default(), &l).unwrap();
+        assert_eq!((e.filter, e.ordering), (None, DeliveryOrder::Unordered));
+        let bad = endpoint_record(
+            &ep(r#""filter":"$.a ==""#),
+            &app,
+            ok,
+            Default::default(),
+            &l,
+        );
+        assert!(bad.unwrap_err().starts_with("filter "));
+        let odd = endpoint_record(
+            &ep(r#""ordering":"lifo""#),
+            &app,
+            ok,
+            Default::default(),
+            &l,
+        );
+        assert!(odd.unwrap_err().contains("\"lifo\""));
     }
 
     #[test]

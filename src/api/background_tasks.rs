@@ -1,5 +1,6 @@
 //! Background tasks over the API: `GET /background-task` and `/background-task/{id}` (Svix's
-//! BackgroundTaskOut, with real status and progress), and the endpoint routes that start one:
+//! BackgroundTaskOut, with real status and progress, for every kind: those started here and
+//! expunge-all's `application.purge_content`), and the endpoint routes that start one:
 //! `recover` (failed messages), `replay-missing` (messages never sent there) and `bulk-replay`
 //! (messages sent there, filtered). Starting answers 202 at once; the work is delivery's.
 
@@ -29,16 +30,21 @@ struct TaskOut {
     id: String,
     status: &'static str,
     task: &'static str,
-    /// `messagesSent` as Svix shows it, plus Herald's `messagesScanned` (progress) and, for a
-    /// failed task, `error` (why).
+    /// `messagesSent` as Svix shows it (for `application.purge_content`: `messagesExpunged`,
+    /// payloads expunged), plus Herald's `messagesScanned` (progress) and, for a failed task,
+    /// `error` (why).
     data: serde_json::Value,
     updated_at: String,
 }
 
 impl From<BackgroundTask> for TaskOut {
     fn from(t: BackgroundTask) -> Self {
+        let done = match t.params {
+            TaskParams::PurgeContent { .. } => "messagesExpunged",
+            _ => "messagesSent",
+        };
         let mut data = serde_json::json!({
-            "messagesSent": t.sent,
+            done: t.sent,
             "messagesScanned": t.scanned,
         });
         if let Some(e) = t.error {

@@ -1,9 +1,9 @@
 //! Expunging content (Svix's routes): a message's payload, many messages' payloads, all of an
-//! application's, and an attempt's response body. The bytes leave the store's files before the
-//! answer (see `store::expunge`); queued deliveries of an expunged message are canceled.
+//! application's (a background task), and an attempt's response body. The bytes leave the store's
+//! files before the answer, or before the task moves on (see `store::expunge`); queued deliveries
+//! of an expunged message are canceled.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -17,16 +17,11 @@ use super::error::ApiError;
 use super::idempotency::{self, Idempotency};
 use super::json;
 use super::{body, no_content, reply, respond, with, Seg, State};
-use crate::domain::{AppId, AttemptId, MessageId, Timestamp, ValidationError};
-use crate::store::{ExpungeOutcome, Store, StoreError};
+use crate::domain::{AppId, AttemptId, ValidationError};
+use crate::store::{ExpungeOutcome, TaskParams};
 
 /// Most ids one bulk expunge takes (Svix's).
 const BULK_MAX: usize = 250;
-/// Messages expunged per step of expunge-all.
-const ALL_PAGE: usize = 250;
-/// How long expunge-all waits for its task before answering "running" (a small application is
-/// answered "finished").
-const INLINE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, Deserialize)]
 struct BulkExpungeContentsIn {
@@ -120,68 +115,25 @@ async fn bulk(s: State, app: Seg, body: Bytes) -> Result<Response, ApiError> {
     Ok(reply(StatusCode::OK, &BulkExpungeContentsOut { results }))
 }
 
-/// `POST /app/{app}/msg/expunge-all-contents`: Svix's background task. It runs as a job of this
-/// process (aborted at shutdown; running it again finishes the work, as expunging is
-/// idempotent); the answer says "finished" if it ended within a moment, else "running".
+/// `POST /app/{app}/msg/expunge-all-contents`: starts Svix's background task
+/// (`application.purge_content`, run by delivery's tasks: durable, resumed after a restart) over
+/// the messages the application has now, and answers 202 with it at once.
 async fn expunge_all(s: State, app: Seg) -> Result<Response, ApiError> {
     let app = find_app(&s, &app.0)?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let store = s.store.clone();
-    let id = app.id.clone();
-    s.delivery.spawn_job(async move {
-        let _ = tx.send(expunge_all_of(store, id).await);
-    });
-    let status = match tokio::time::timeout(INLINE_WAIT, rx).await {
-        Err(_) => "running",
-        Ok(Ok(Ok(n))) => {
-            tracing::info!(app = %app.id, messages = n, "all message contents expunged");
-            "finished"
-        }
-        Ok(Ok(Err(e))) => {
-            tracing::error!(app = %app.id, error = %e, "expunging all message contents failed");
-            "failed"
-        }
-        Ok(Err(_)) => "failed",
-    };
-    let task_id = format!(
-        "qtask_{}",
-        crate::domain::ids::ksuid_bound(Timestamp::now().millis(), false)
-    );
+    let until = s.store.newest_message_id(&app.id)?;
+    let task = s
+        .delivery
+        .start_task(TaskParams::PurgeContent { app: app.id, until })
+        .await?;
     Ok(reply(
         StatusCode::ACCEPTED,
         &ExpungeAllContentsOut {
-            id: task_id,
-            status,
-            task: "application.purge_content",
-            updated_at: Timestamp::now().to_rfc3339(),
+            id: task.id.to_string(),
+            status: task.status.text(),
+            task: task.params.kind(),
+            updated_at: task.updated_at.to_rfc3339(),
         },
     ))
-}
-
-/// Expunge every message of `app`, a page at a time off the runtime; returns how many were.
-async fn expunge_all_of(store: Store, app: AppId) -> Result<usize, StoreError> {
-    let mut after: Option<MessageId> = None;
-    let mut expunged = 0;
-    loop {
-        let (s, a, from) = (store.clone(), app.clone(), after.clone());
-        let step = tokio::task::spawn_blocking(move || {
-            let (ids, next) = s.message_ids_page(&a, from.as_ref(), ALL_PAGE)?;
-            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            let done = s.expunge_messages(&a, &ids)?;
-            Ok::<_, StoreError>((done, next))
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
-        let (done, next) = step?;
-        expunged += done
-            .iter()
-            .filter(|o| **o == ExpungeOutcome::Expunged)
-            .count();
-        match next {
-            Some(n) => after = Some(n),
-            None => return Ok(expunged),
-        }
-    }
 }
 
 /// `DELETE /app/{app}/msg/{msg}/attempt/{attempt}/content`: the attempt's response body.

@@ -78,6 +78,7 @@ pub struct RemoteApp {
 }
 
 /// `EndpointOut`: the event-type filter is `filterTypes` in Svix (`eventTypes` too in Herald).
+/// `filter` and `ordering` are Herald's extensions: a Svix source has neither.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteEndpoint {
@@ -98,6 +99,11 @@ pub struct RemoteEndpoint {
     pub version: Option<i32>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The payload filter expression.
+    pub filter: Option<String>,
+    /// "fifo" or "unordered"; kept as text, so a value this Herald does not know is told about
+    /// (by migrate) rather than failing the whole list.
+    pub ordering: Option<String>,
 }
 
 /// `EndpointHeadersOut`: values of sensitive headers are write-only, so only their names come.

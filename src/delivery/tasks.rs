@@ -1,15 +1,18 @@
-//! Background tasks: recover, replay-missing and bulk replay, run step by step. Each step reads
-//! one bounded page (`delivery.task_page_size` records), queues its manual tries durably, then
-//! records the task's cursor and counters durably, in that order: a crash between the two repeats
-//! one page, whose enqueue skips what is already queued. At start-up every task still marked
-//! running resumes from its cursor; one that cannot go on (its endpoint is gone, a store error)
-//! ends `failed` with the reason.
+//! Background tasks: recover, replay-missing, bulk replay and purging an application's content,
+//! run step by step. Each step reads one bounded page (`delivery.task_page_size` records), does
+//! its work durably (queues manual tries, or expunges payloads), then records the task's cursor
+//! and counters durably, in that order: a crash between the two repeats one page, whose enqueue
+//! skips what is already queued (and whose expunge finds those payloads gone). At start-up every
+//! task still marked running resumes from its cursor; one that cannot go on (its endpoint or
+//! application is gone, a store error) ends `failed` with the reason.
 
 use std::sync::Arc;
 
 use super::dispatcher::Shared;
-use crate::domain::{Destination, Endpoint, Message, MessageId};
-use crate::store::{BackgroundTask, EndpointWindow, ReplayFilter, Store, TaskParams, TaskStatus};
+use crate::domain::{AppId, Destination, Endpoint, Message, MessageId};
+use crate::store::{
+    BackgroundTask, EndpointWindow, ExpungeOutcome, ReplayFilter, Store, TaskParams, TaskStatus,
+};
 
 /// What one step did.
 struct Step {
@@ -88,20 +91,78 @@ async fn run(shared: Arc<Shared>, mut task: BackgroundTask) {
 
 /// One page of work; `Err` is the reason the task cannot go on.
 async fn step(shared: &Arc<Shared>, task: &BackgroundTask) -> Result<Step, String> {
-    let page = shared.opts.task_page_size.max(1);
-    let store = shared.store.clone();
-    let (w, cursor) = match &task.params {
-        TaskParams::Recover(w) | TaskParams::ReplayMissing(w) | TaskParams::BulkReplay(w, _) => {
-            (w.clone(), task.cursor.clone())
-        }
-    };
-    let after = match cursor {
+    let after = match &task.cursor {
         Some(c) => Some(
             c.parse::<MessageId>()
                 .map_err(|_| format!("the task's stored position {c:?} is not a message id"))?,
         ),
         None => None,
     };
+    match &task.params {
+        TaskParams::Recover(w) | TaskParams::ReplayMissing(w) | TaskParams::BulkReplay(w, _) => {
+            endpoint_step(shared, task, w.clone(), after).await
+        }
+        TaskParams::PurgeContent { app, until } => {
+            purge_step(shared, app.clone(), until.clone(), after).await
+        }
+    }
+}
+
+/// One page of purging: expunge the payloads of the next page of the application's messages,
+/// up to `until` (through the store's expunge, which also cancels their queued deliveries).
+async fn purge_step(
+    shared: &Arc<Shared>,
+    app: AppId,
+    until: Option<MessageId>,
+    after: Option<MessageId>,
+) -> Result<Step, String> {
+    let page = shared.opts.task_page_size.max(1);
+    let store = shared.store.clone();
+    let work = move || -> Result<Step, String> {
+        store
+            .get_app(app.as_str())
+            .map_err(|e| format!("reading the application failed: {e}"))?
+            .ok_or_else(|| "the application was deleted".to_string())?;
+        let Some(until) = until else {
+            return Ok(Step {
+                next: None,
+                scanned: 0,
+                sent: 0,
+            });
+        };
+        let (mut ids, next) = store
+            .message_ids_page(&app, after.as_ref(), page)
+            .map_err(|e| format!("reading messages failed: {e}"))?;
+        let past_end = ids.iter().any(|m| *m > until);
+        ids.retain(|m| *m <= until);
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let outcomes = store
+            .expunge_messages(&app, &ids)
+            .map_err(|e| format!("expunging failed: {e}"))?;
+        let expunged = outcomes
+            .iter()
+            .filter(|o| **o == ExpungeOutcome::Expunged)
+            .count();
+        Ok(Step {
+            next: next.filter(|_| !past_end).map(|m| m.to_string()),
+            scanned: ids.len() as u64,
+            sent: expunged as u64,
+        })
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("the task's worker stopped: {e}"))?
+}
+
+/// One page of an endpoint task: read the page, queue the manual tries it calls for.
+async fn endpoint_step(
+    shared: &Arc<Shared>,
+    task: &BackgroundTask,
+    w: EndpointWindow,
+    after: Option<MessageId>,
+) -> Result<Step, String> {
+    let page = shared.opts.task_page_size.max(1);
+    let store = shared.store.clone();
     let (params, win) = (task.params.clone(), w.clone());
     let read_page = move || -> Result<(Vec<MessageId>, Option<MessageId>, u64), String> {
         let w = win;
@@ -130,6 +191,7 @@ async fn step(shared: &Arc<Shared>, task: &BackgroundTask) -> Result<Step, Strin
                     .collect();
                 Ok((ids, next, n))
             }
+            TaskParams::PurgeContent { .. } => Ok((Vec::new(), None, 0)),
             TaskParams::BulkReplay(_, filter) => {
                 let (msgs, next) = store
                     .messages_created(&w.app, w.since, w.until, after.as_ref(), page)
@@ -156,6 +218,7 @@ async fn step(shared: &Arc<Shared>, task: &BackgroundTask) -> Result<Step, Strin
             TaskParams::Recover(_) => s.enqueue_manual_unless_queued(app, ep, &ids).await,
             TaskParams::ReplayMissing(_) => s.enqueue_missing(app, ep, &ids).await,
             TaskParams::BulkReplay(..) => s.enqueue_replay(app, ep, &ids).await,
+            TaskParams::PurgeContent { .. } => Ok(0),
         }
         .map_err(|e| format!("queueing tries failed: {e}"))?;
         shared.enqueued(app, std::slice::from_ref(ep));

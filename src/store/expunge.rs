@@ -1,10 +1,10 @@
 //! Expunging content: a message's payload (on request, or when its own retention ends) and an
-//! attempt's response body. The record is rewritten first (no payload place, or an empty body),
-//! its queued deliveries are called off, sled is fsync'd, and only then are the bytes punched
-//! out of the payload log (`PayloadLog::remove`): so no record ever points at bytes that are
-//! gone, and once the call returns the bytes are gone from the file. A crash in between leaves
-//! an unreferenced payload record, which `herald check --repair` releases and retention drops
-//! with its hour's file.
+//! attempt's response body. The record is rewritten first (no payload place, or an empty body)
+//! and the payload's place noted as pending, its queued deliveries are called off, sled is
+//! fsync'd, and only then are the bytes punched out of the payload log (`PayloadLog::remove`):
+//! so no record ever points at bytes that are gone, and once the call returns the bytes are gone
+//! from the file. A crash in between leaves the pending note, and the next open punches what it
+//! names (`finish_expunges`): the expunged record no longer knows where its bytes were.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -48,8 +48,34 @@ impl Store {
         self.sync_trees()?;
         for (at, key) in punch {
             self.inner.payloads.remove(&at, &key)?;
+            // Unsynced: a note that outlives its punch is punched again, which is a no-op.
+            self.inner.expunge_pending.remove(&key)?;
         }
         Ok(outcomes)
+    }
+
+    /// Punch out the payloads an expunge interrupted by a crash left (see the module doc), and
+    /// drop the notes; a note whose record still holds its payload (the crash came before the
+    /// record was rewritten) is only dropped. Returns how many were punched.
+    pub(super) fn finish_expunges(&self) -> Result<usize, StoreError> {
+        let i = &self.inner;
+        let mut punched = 0;
+        for r in i.expunge_pending.iter() {
+            let (key, v) = r?;
+            let at: PayloadRef = decode(&v)?;
+            let gone = match i.messages.get(&key)? {
+                Some(rec) => decode_message(&key, &rec)?.1.is_none(),
+                None => true,
+            };
+            if gone && i.payloads.remove(&at, &key)? {
+                punched += 1;
+            }
+            i.expunge_pending.remove(&key)?;
+        }
+        if punched > 0 {
+            tracing::info!(payloads = punched, "finished expunges cut short by a crash");
+        }
+        Ok(punched)
     }
 
     /// The sync part: rewrite each message's record without its payload and call off its
@@ -74,6 +100,12 @@ impl Store {
             if msg.expunged {
                 outcomes.push(ExpungeOutcome::AlreadyGone);
                 continue;
+            }
+            // The note goes first: sled recovers a prefix of its writes, so no crash leaves an
+            // expunged record without it. (Left behind by a lost race, or a crash before the
+            // record, it is harmless: see `finish_expunges`.)
+            if let Some(at) = &at {
+                i.expunge_pending.insert(key.as_slice(), encode(at)?)?;
             }
             let swapped =
                 i.messages
@@ -344,6 +376,58 @@ mod tests {
             }
         }
         false
+    }
+
+    /// An expunge cut short after its records were rewritten and synced, before the punch (as
+    /// a kill does), is finished at the next open; a pending note whose record was never
+    /// rewritten leaves that payload alone.
+    #[tokio::test]
+    async fn an_expunge_cut_short_by_a_crash_is_finished_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = b"crash-marker-90ad3e";
+        let (app, ep) = (AppId::generate(), EndpointId::generate());
+        let m = message(
+            &app,
+            &ep,
+            &[b"{\"x\":\"".as_slice(), marker, b"\"}"].concat(),
+        );
+        let live = message(&app, &ep, b"{\"live\":1}");
+        {
+            let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+            store.create_message(&m, None).await.unwrap();
+            store.create_message(&live, None).await.unwrap();
+            store.durable().await.unwrap();
+            let (out, punch) = store.expunge_records(&app, &[m.id.to_string()]).unwrap();
+            assert_eq!((out.len(), punch.len()), (1, 1));
+            // A note left by a crash before its record was rewritten.
+            let (key, rec) = store
+                .message_record(&app, live.id.as_str())
+                .unwrap()
+                .unwrap();
+            let at = super::decode_message(&key, &rec).unwrap().1.unwrap();
+            let note = crate::store::codec::encode(&at).unwrap();
+            store.inner.expunge_pending.insert(key, note).unwrap();
+            store.sync_trees().unwrap();
+            store.close().unwrap();
+        }
+        assert!(
+            files_contain(dir.path(), marker),
+            "the crash left the bytes"
+        );
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        assert!(
+            !files_contain(dir.path(), marker),
+            "bytes left after the open"
+        );
+        assert_eq!(store.inner.expunge_pending.len(), 0);
+        assert_eq!(
+            store
+                .get_message(&app, live.id.as_str())
+                .unwrap()
+                .unwrap()
+                .payload,
+            b"{\"live\":1}"
+        );
     }
 
     /// Expunging removes the payload's bytes from every file at once, cancels the queued

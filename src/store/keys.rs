@@ -53,6 +53,9 @@ pub const TREE_MANUAL_QUEUED: &str = "manual_queued";
 pub const TREE_PAYLOAD_EXPIRY: &str = "payload_expiry";
 /// Background tasks (recover, replays), so they survive a restart.
 pub const TREE_TASKS: &str = "tasks";
+/// Payloads whose message record is expunged but whose bytes may not be punched out yet (by
+/// message key), so a crash in between is finished at the next open.
+pub const TREE_EXPUNGE_PENDING: &str = "expunge_pending";
 
 /// Length of an `app ‖ endpoint` prefix.
 pub const ENDPOINT_KEY_LEN: usize = 2 * KSUID_LEN;

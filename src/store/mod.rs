@@ -175,6 +175,7 @@ struct Inner {
     manual_queued: sled::Tree,
     payload_expiry: sled::Tree,
     tasks: sled::Tree,
+    expunge_pending: sled::Tree,
     /// A handle on sled's data file, to fsync it outside the group commit.
     db_file: File,
     /// Message payloads, beside sled (see `payloads`).
@@ -258,6 +259,7 @@ impl Store {
             manual_queued: tree(keys::TREE_MANUAL_QUEUED)?,
             payload_expiry: tree(keys::TREE_PAYLOAD_EXPIRY)?,
             tasks: tree(keys::TREE_TASKS)?,
+            expunge_pending: tree(keys::TREE_EXPUNGE_PENDING)?,
             commit: commit::GroupCommit::start(db.clone(), db_file.try_clone()?)?,
             db_file,
             space,
@@ -266,6 +268,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(inner),
         };
+        store.finish_expunges()?;
         if store.inner.space.below_reserve() {
             tracing::warn!(
                 "free disk space is under the reserve (store.min_free_mb): serving reads, \

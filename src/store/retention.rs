@@ -1,11 +1,13 @@
 //! Retention: messages older than the retention period are removed with everything recorded about
 //! them (eventId index, destinations, attempts and their endpoint index). Message ids are
-//! time-ordered, so each application's old messages are one key range.
+//! time-ordered, so each application's old messages are one key range. Background tasks that
+//! ended long enough ago go too (their own, shorter, retention); running ones never do.
 
+use super::codec::decode;
 use super::delivery::decode_attempt_record;
 use super::keys::{self, prefix_end};
 use super::messages::decode_message;
-use super::{Store, StoreError};
+use super::{BackgroundTask, Store, StoreError, TaskStatus};
 use crate::domain::ids::{ksuid_bound, KSUID_LEN};
 use crate::domain::{AppId, EndpointId, Timestamp};
 
@@ -30,6 +32,26 @@ impl Store {
         let (files, bytes) = self.inner.payloads.drop_before(cutoff.millis())?;
         if files > 0 {
             tracing::info!(files, bytes, "retention removed payload files");
+        }
+        Ok(removed)
+    }
+
+    /// Remove the records of background tasks that ended (finished or failed) before `cutoff`;
+    /// running ones stay, however old. Returns how many went.
+    pub fn purge_tasks_ended_before(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let _gate = self.write_gate();
+        let tasks = &self.inner.tasks;
+        // Keys are task ids, by creation time; a task ends after it is created, so those that
+        // ended before the cutoff are all in the range created before it.
+        let end = ksuid_bound(cutoff.millis(), false);
+        let mut removed = 0;
+        for r in tasks.range(..end.as_bytes()) {
+            let (k, v) = r?;
+            let t: BackgroundTask = decode(&v)?;
+            if t.status != TaskStatus::Running && t.updated_at < cutoff {
+                tasks.remove(k)?;
+                removed += 1;
+            }
         }
         Ok(removed)
     }
@@ -206,5 +228,50 @@ mod tests {
             Some(b"{}".to_vec())
         );
         assert!(store.destination(&app, &ep, &new.id).unwrap().is_some());
+    }
+
+    /// Ended tasks go once they ended before the cutoff; a running one stays however old, and
+    /// one ended after the cutoff stays.
+    #[tokio::test]
+    async fn ended_tasks_go_after_their_retention_and_running_ones_stay() {
+        use crate::store::{BackgroundTask, TaskParams, TaskStatus};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let now = Timestamp::now();
+        let old = now.plus_seconds(-40 * 86400);
+        let task = |status: TaskStatus, created: Timestamp, ended: Timestamp| {
+            let mut t = BackgroundTask::new(TaskParams::PurgeContent {
+                app: AppId::generate(),
+                until: None,
+            });
+            t.id = TaskId::generate_at(created.millis());
+            (t.status, t.created_at, t.updated_at) = (status, created, ended);
+            t
+        };
+        let old_finished = task(TaskStatus::Finished, old, old);
+        let old_failed = task(TaskStatus::Failed, old, old.plus_seconds(60));
+        let old_running = task(TaskStatus::Running, old, old);
+        // Created long ago, ended only now.
+        let long_finished = task(TaskStatus::Finished, old, now);
+        let new_finished = task(TaskStatus::Finished, now, now);
+        for t in [
+            &old_finished,
+            &old_failed,
+            &old_running,
+            &long_finished,
+            &new_finished,
+        ] {
+            store.put_task(t).await.unwrap();
+        }
+        let removed = store
+            .purge_tasks_ended_before(now.plus_seconds(-30 * 86400))
+            .unwrap();
+        assert_eq!(removed, 2);
+        for gone in [&old_finished, &old_failed] {
+            assert_eq!(store.get_task(&gone.id).unwrap(), None);
+        }
+        for kept in [&old_running, &long_finished, &new_finished] {
+            assert_eq!(store.get_task(&kept.id).unwrap().as_ref(), Some(kept));
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Background tasks (recover, replay-missing, bulk replay): durable records of what a long job was
+//! Background tasks (recover, replay-missing, bulk replay, purging an application's content):
+//! durable records of what a long job was
 //! asked, how far it got (a cursor and counters) and how it ended, so that a restart resumes each
 //! running task from its cursor instead of forgetting it. The work itself belongs to delivery
 //! (`delivery::tasks`); this module only keeps the records.
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{decode, encode};
 use super::page::{scan, Page, PageQuery};
 use super::{keys, Store, StoreError};
-use crate::domain::{AppId, DeliveryStatus, EndpointId, TaskId, Timestamp};
+use crate::domain::{AppId, DeliveryStatus, EndpointId, MessageId, TaskId, Timestamp};
 
 /// Svix's BackgroundTaskStatus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,13 @@ pub enum TaskParams {
     ReplayMissing(EndpointWindow),
     /// Send again the messages sent to the endpoint that pass the filter.
     BulkReplay(EndpointWindow, ReplayFilter),
+    /// Expunge the payloads of the application's messages up to `until`, its newest message when
+    /// the task started (`None`: it had none), so that messages sent meanwhile keep theirs and
+    /// the task ends. Last: records are bincode, and a variant's index is its place here.
+    PurgeContent {
+        app: AppId,
+        until: Option<MessageId>,
+    },
 }
 
 impl TaskParams {
@@ -73,6 +81,7 @@ impl TaskParams {
             TaskParams::Recover(_) => "endpoint.recover",
             TaskParams::ReplayMissing(_) => "endpoint.replay",
             TaskParams::BulkReplay(..) => "endpoint.bulk-replay",
+            TaskParams::PurgeContent { .. } => "application.purge_content",
         }
     }
 }
@@ -82,12 +91,13 @@ pub struct BackgroundTask {
     pub id: TaskId,
     pub params: TaskParams,
     pub status: TaskStatus,
-    /// Where the next step starts (the kind decides what it is: a message id for the endpoint
-    /// tasks); `None` before the first step.
+    /// Where the next step starts (the kind decides what it is: a message id for every kind so
+    /// far); `None` before the first step.
     pub cursor: Option<String>,
     /// Records looked at so far.
     pub scanned: u64,
-    /// Messages queued for sending so far.
+    /// Messages queued for sending so far; for `PurgeContent`, payloads expunged so far (those
+    /// expunged before the task are scanned, not counted here).
     pub sent: u64,
     /// Why a failed task failed.
     pub error: Option<String>,
@@ -141,6 +151,19 @@ impl Store {
         keep: impl Fn(&BackgroundTask) -> bool,
     ) -> Result<Page<BackgroundTask>, StoreError> {
         scan(&self.inner.tasks, &[], q, keep)
+    }
+
+    /// The newest message of `app` (where a purge of its content stops).
+    pub fn newest_message_id(&self, app: &AppId) -> Result<Option<MessageId>, StoreError> {
+        match self
+            .inner
+            .messages
+            .scan_prefix(keys::messages_of(app))
+            .next_back()
+        {
+            Some(r) => Ok(keys::message_ids(&r?.0).map(|(_, m)| m)),
+            None => Ok(None),
+        }
     }
 
     /// Every task still running (at start-up, to resume them).

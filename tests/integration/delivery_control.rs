@@ -3,7 +3,6 @@
 //! retention, and expunging content (no payload byte left in the data directory, a pending
 //! delivery canceled).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -11,7 +10,9 @@ use svix::api::{MessageCreateOptions, MessageGetOptions};
 use svix::models::{ApplicationIn, BulkExpungeContentsIn, EndpointIn, MessageIn};
 
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{app_with_endpoint, call, fast_delivery_env, sdk_status, Herald, Launch};
+use crate::support::{
+    app_with_endpoint, call, data_dir_holds, fast_delivery_env, sdk_status, Herald, Launch,
+};
 
 /// The most arrivals in any one-second window (half-open, as the throttle promises).
 fn busiest_second(at: &[Instant]) -> usize {
@@ -61,27 +62,6 @@ fn content() -> Option<MessageGetOptions> {
     Some(MessageGetOptions {
         with_content: Some(true),
     })
-}
-
-/// The files under `dir` that hold `needle` (all but the emergency ballast, which is zeros).
-fn data_dir_holds(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "reserve.ballast") {
-                continue;
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    found
 }
 
 /// Three rates at once (an endpoint at 5/s, one at 20/s, an application at 10/s over two
@@ -482,7 +462,11 @@ async fn expunged_content_leaves_the_data_dir_and_pending_delivery_is_canceled()
         .await
         .unwrap();
     assert_eq!(task.task.to_string(), "application.purge_content");
-    assert_eq!(task.status.to_string(), "finished");
+    crate::support::receiver::eventually("expunge-all to end", Duration::from_secs(20), || async {
+        let t = svix.background_task().get(task.id.clone()).await.unwrap();
+        (t.status.to_string() != "running").then_some(t)
+    })
+    .await;
     for id in &sent {
         let got = svix
             .message()

@@ -140,6 +140,12 @@ async fn migrate_copies_everything_once_and_receivers_keep_their_secret() {
         )
         .await
         .unwrap();
+    // Herald's extensions (no SDK field): a payload filter the test message passes, and FIFO.
+    let filter = r#"$.id startsWith "o_""#;
+    let body = json!({"filter": filter, "ordering": "fifo"}).to_string();
+    let path = format!("/app/{}/endpoint/{}", acme.id, main.id);
+    let (status, patched) = call(&source, "PATCH", &path, Some(&body)).await;
+    assert_eq!(status, 200, "{patched}");
     let off = svix
         .endpoint()
         .create(
@@ -304,6 +310,18 @@ async fn migrate_copies_everything_once_and_receivers_keep_their_secret() {
     assert_eq!(ep.throttle_rate, Some(10));
     assert_eq!(ep.metadata["team"], "core");
     assert_ne!(ep.disabled, Some(true));
+    let (_, raw) = call(&t, "GET", &format!("/app/{}/endpoint/main", acme.id), None).await;
+    assert_eq!(raw["filter"], filter, "{raw}");
+    assert_eq!(raw["ordering"], "fifo", "{raw}");
+    let (_, raw) = call(
+        &t,
+        "GET",
+        &format!("/app/{}/endpoint/{}", acme.id, off.id),
+        None,
+    )
+    .await;
+    assert_eq!(raw["filter"], serde_json::Value::Null, "{raw}");
+    assert_eq!(raw["ordering"], "unordered", "{raw}");
     let headers = tsvix
         .endpoint()
         .get_headers(acme.id.clone(), main.id.clone())

@@ -1,19 +1,19 @@
 //! Replays as background tasks: replay-missing sends exactly what an endpoint missed while it was
 //! disabled or not subscribed, and a task killed with SIGKILL resumes after the restart (or ends
-//! failed with a reason).
+//! failed with a reason); expunge-all-contents is such a task too.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::json;
-use svix::api::Svix;
+use svix::api::{BackgroundTaskListOptions, MessageGetOptions, Svix};
 use svix::models::{
-    BackgroundTaskOut, BackgroundTaskStatus, BackgroundTaskType, EndpointIn, EndpointPatch,
-    MessageIn, ReplayIn,
+    ApplicationIn, BackgroundTaskOut, BackgroundTaskStatus, BackgroundTaskType, EndpointIn,
+    EndpointPatch, MessageIn, ReplayIn,
 };
 
 use crate::support::receiver::{eventually, Answer, Receiver};
-use crate::support::{app_with_endpoint, fast_delivery_env, Herald, Launch};
+use crate::support::{app_with_endpoint, data_dir_holds, fast_delivery_env, Herald, Launch};
 
 async fn send(svix: &Svix, app: &str, event_type: &str) -> String {
     svix.message()
@@ -219,4 +219,141 @@ async fn a_task_whose_endpoint_is_deleted_fails_with_the_reason() {
     let done = ended(&svix, &started.id, Duration::from_secs(30)).await;
     assert_eq!(done.status, BackgroundTaskStatus::Failed, "{done:?}");
     assert_eq!(done.data["error"], "the endpoint was deleted", "{done:?}");
+}
+
+/// Expunge-all-contents is a durable background task: killed (SIGKILL) right after its 202, it
+/// resumes at the next start and finishes, and no byte of the application's 300 payloads is
+/// left in the data directory. A message sent after it started keeps its payload; the task
+/// shows under its kind with its progress.
+#[tokio::test]
+async fn expunge_all_contents_survives_sigkill_and_leaves_no_payload_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = fast_delivery_env();
+    // One message per step: hundreds of durable steps, so the kill lands mid-task.
+    env.push(("HERALD_DELIVERY__TASK_PAGE_SIZE", "1".to_string()));
+    let launch = Launch {
+        env,
+        ..Launch::new(dir.path())
+    };
+    let mut h = Herald::launch(&launch).unwrap();
+    let svix = h.svix();
+    let app = svix
+        .application()
+        .create(ApplicationIn::new("purge".into()), None)
+        .await
+        .unwrap()
+        .id;
+    let marker = "purge-me-5c1e08aa";
+    let mut senders = Vec::new();
+    for w in 0..8 {
+        let (svix, app) = (h.svix(), app.clone());
+        senders.push(tokio::spawn(async move {
+            for i in (w..300).step_by(8) {
+                svix.message()
+                    .create(
+                        app.clone(),
+                        MessageIn::new("a.b".into(), json!({"secret": format!("{marker}-{i}")})),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(!data_dir_holds(dir.path(), marker.as_bytes()).is_empty());
+    let started = svix
+        .message()
+        .expunge_all_contents(app.clone(), None)
+        .await
+        .unwrap();
+    h.kill();
+    assert_eq!(started.task, BackgroundTaskType::ApplicationPurgeContent);
+    assert!(started.id.starts_with("qtask_"), "{}", started.id);
+
+    let h = Herald::launch(&launch).unwrap();
+    let svix = h.svix();
+    let kept = svix
+        .message()
+        .create(
+            app.clone(),
+            MessageIn::new("a.b".into(), json!({"kept": true})),
+            None,
+        )
+        .await
+        .unwrap()
+        .id;
+    let done = ended(&svix, &started.id, Duration::from_secs(120)).await;
+    assert!(
+        h.logs().contains("resuming background task"),
+        "the task was running at the kill and resumed: {}",
+        h.logs()
+    );
+    assert_eq!(done.status, BackgroundTaskStatus::Finished, "{done:?}");
+    assert_eq!(done.task, BackgroundTaskType::ApplicationPurgeContent);
+    // A page cut short by the kill is done again: scanned twice, its expunge counted once or
+    // not at all (the second time finds it gone).
+    let scanned = done.data["messagesScanned"].as_u64().unwrap_or(0);
+    let expunged = done.data["messagesExpunged"].as_u64().unwrap_or(0);
+    assert!((300..=301).contains(&scanned), "{done:?}");
+    assert!((299..=300).contains(&expunged), "{done:?}");
+    let left = data_dir_holds(dir.path(), marker.as_bytes());
+    assert!(left.is_empty(), "payload bytes left in {left:?}");
+    let got = svix
+        .message()
+        .get(
+            app.clone(),
+            kept,
+            Some(MessageGetOptions {
+                with_content: Some(true),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.payload,
+        json!({"kept": true}),
+        "sent after the task began"
+    );
+
+    let listed = svix
+        .background_task()
+        .list(Some(BackgroundTaskListOptions {
+            task: Some(BackgroundTaskType::ApplicationPurgeContent),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.data.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [started.id.as_str()]);
+}
+
+/// Expunge-all whose application is deleted while it runs ends failed, and says why.
+#[tokio::test]
+async fn expunge_all_whose_application_is_deleted_fails_with_the_reason() {
+    let mut env = fast_delivery_env();
+    env.push(("HERALD_DELIVERY__TASK_PAGE_SIZE", "1".to_string()));
+    let h = Herald::start_with(env);
+    let rx = Receiver::start(Answer::Status(200)).await;
+    let input = EndpointIn {
+        disabled: Some(true),
+        ..EndpointIn::new(String::new())
+    };
+    let (app, _, _) = app_with_endpoint(&h, &rx.url, input).await;
+    send_many(&h, &app, 500).await;
+    let svix = h.svix();
+    let started = svix
+        .message()
+        .expunge_all_contents(app.clone(), None)
+        .await
+        .unwrap();
+    svix.application().delete(app.clone()).await.unwrap();
+    let done = ended(&svix, &started.id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, BackgroundTaskStatus::Failed, "{done:?}");
+    assert_eq!(
+        done.data["error"], "the application was deleted",
+        "{done:?}"
+    );
 }

@@ -379,3 +379,24 @@ pub fn listen(secret: &str) -> (Child, mpsc::Receiver<String>, String) {
         .to_string();
     (child, rx, url)
 }
+
+/// The files under `dir` that hold `needle` (all but the emergency ballast, which is zeros).
+pub fn data_dir_holds(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "reserve.ballast") {
+                continue;
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
