@@ -27,6 +27,8 @@ struct EnvironmentOut {
     version: i64,
     created_at: String,
     event_types: Vec<EventTypeOut>,
+    /// Always null, but present: Svix's SDKs (Python 2.9.1) refuse an export without the key.
+    settings: Option<serde_json::Value>,
     connectors: Vec<serde_json::Value>,
 }
 
@@ -68,6 +70,7 @@ fn export(s: State) -> Result<Response, ApiError> {
             version: VERSION,
             created_at: Timestamp::now().to_rfc3339(),
             event_types,
+            settings: None,
             connectors: Vec::new(),
         },
     ))
