@@ -697,10 +697,6 @@ class Expunge(SdkTest):
             ),
         )
 
-    @unittest.skip(
-        "compatibility bug left to the expunge helper (src/api/expunge.rs): expunge-all-contents "
-        "answers a made-up qtask_ id that GET /api/v1/background-task/{id} does not know (404)"
-    )
     def test_expunge_all_contents_task_can_be_read(self):
         app = self.app()
         self.svix.message.create(app.id, MessageIn(event_type="a.b", payload={"n": 1}))
