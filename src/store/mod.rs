@@ -357,6 +357,21 @@ impl Store {
         Ok(())
     }
 
+    /// A stable, public name for this data directory (what Svix calls the environment id):
+    /// `env_` and 32 hex digits of the SHA-256 of the main-key check value, which is written
+    /// once, with a random nonce, when the store is made. So it stays across restarts and
+    /// upgrades, a store restored from a backup keeps it, and it tells nothing about the key.
+    pub fn environment_id(&self) -> Result<String, StoreError> {
+        use sha2::{Digest, Sha256};
+        let meta = self.inner.db.open_tree(keys::TREE_META)?;
+        let check = meta
+            .get(META_MAIN_KEY_CHECK)?
+            .ok_or_else(|| StoreError::Codec("no main-key check value".into()))?;
+        let digest = Sha256::digest(&check);
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("env_{hex}"))
+    }
+
     /// Completed group-commit rounds (flush + fsync) since open.
     pub fn commit_rounds(&self) -> u64 {
         self.inner.commit.rounds()
