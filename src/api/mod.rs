@@ -4,6 +4,7 @@
 
 mod admin;
 mod apps;
+mod attempt_stats;
 mod attempts;
 pub mod auth;
 pub mod authz;
@@ -16,6 +17,7 @@ mod expunge;
 mod health;
 mod idempotency;
 mod json;
+mod message_events;
 mod messages;
 mod metrics;
 mod openapi;
@@ -26,6 +28,7 @@ mod pagination;
 mod portal_access;
 mod query;
 mod ui;
+mod whoami;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -115,6 +118,12 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(operational::routes(state.clone()))
             .unify()
             .or(portal_access::routes(state.clone()))
+            .unify()
+            .or(whoami::routes(state.clone()))
+            .unify()
+            .or(message_events::routes(state.clone()))
+            .unify()
+            .or(attempt_stats::routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))
