@@ -48,7 +48,9 @@ pub use messages::CreateOutcome;
 pub use operational::operational_app;
 pub use page::{Budget, Direction, Page, PageQuery, SCAN_RECORDS};
 pub use space::{StorageStatus, WriteKind, BALLAST_FILE};
-pub use tasks::{BackgroundTask, EndpointWindow, ReplayFilter, TaskParams, TaskStatus};
+pub use tasks::{
+    AppCount, AppEventTypes, BackgroundTask, EndpointWindow, ReplayFilter, TaskParams, TaskStatus,
+};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be
 /// migrated into a sibling folder.
