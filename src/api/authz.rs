@@ -222,6 +222,8 @@ pub const ROUTES: &[Route] = &[
     row("GET", "/api/v1/background-task/{task_id}", Admin),
     row("POST", "/api/v1/admin/backup", Admin),
     row("GET", "/api/v1/admin/stats", Admin),
+    row("PUT", "/api/v1/stats/usage/event-types", Admin),
+    row("POST", "/api/v1/stats/usage/app", Admin),
     // Operational webhooks: the operator's own subscriptions.
     row("GET", "/api/v1/operational-webhook/endpoint", Admin),
     row("POST", "/api/v1/operational-webhook/endpoint", Admin),

@@ -28,6 +28,7 @@ mod pagination;
 mod portal_access;
 mod query;
 mod ui;
+mod usage_stats;
 mod whoami;
 
 use std::convert::Infallible;
@@ -124,6 +125,8 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(message_events::routes(state.clone()))
             .unify()
             .or(attempt_stats::routes(state.clone()))
+            .unify()
+            .or(usage_stats::routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))
