@@ -1,13 +1,14 @@
-//! More Svix routes (issue 13): `auth/whoami`, an application's message `events` (polling) and an
-//! endpoint's `attempt-stats`, each called through the `svix` crate 2.9.1's own method against
-//! the real binary.
+//! More Svix routes (issue 13): `auth/whoami`, an application's message `events` (polling), an
+//! endpoint's `attempt-stats` and the two usage statistics background tasks, each called through
+//! the `svix` crate 2.9.1's own method against the real binary.
 
 use std::time::Duration;
 
 use serde_json::json;
 use svix::api::{EndpointGetAttemptStatsOptions, Svix, SvixOptions, V1MessageEventsParams};
 use svix::models::{
-    AuthenticationSource, EndpointAttemptStats, EndpointIn, MessageEventsOut, MessageIn,
+    AppUsageStatsIn, ApplicationIn, AuthenticationSource, BackgroundTaskOut, BackgroundTaskStatus,
+    BackgroundTaskType, EndpointAttemptStats, EndpointIn, MessageEventsOut, MessageIn,
 };
 
 use crate::support::receiver::{eventually, Answer, Receiver};
@@ -249,4 +250,121 @@ async fn attempt_stats_count_every_try_by_outcome() {
         .await
         .unwrap_err();
     assert_eq!(sdk_status(&err), 404);
+}
+
+async fn finished(svix: &Svix, id: &str) -> BackgroundTaskOut {
+    let t = eventually("the task to end", Duration::from_secs(20), || async {
+        let t = svix.background_task().get(id.to_string()).await.unwrap();
+        (t.status != BackgroundTaskStatus::Running).then_some(t)
+    })
+    .await;
+    assert_eq!(t.status, BackgroundTaskStatus::Finished, "{:?}", t.data);
+    t
+}
+
+#[tokio::test]
+async fn usage_statistics_are_background_tasks_with_svix_results() {
+    // Two records per step, so the tasks go on from their cursors, within an application too.
+    let mut env = fast_delivery_env();
+    env.push(("HERALD_DELIVERY__TASK_PAGE_SIZE", "2".to_string()));
+    let h = Herald::start_with(env);
+    let rx = Receiver::start(Answer::Status(200)).await;
+    let svix = h.svix();
+    let app = |name: &str, uid: Option<&str>| ApplicationIn {
+        uid: uid.map(String::from),
+        ..ApplicationIn::new(name.into())
+    };
+    let a = svix
+        .application()
+        .create(app("A", Some("a-uid")), None)
+        .await
+        .unwrap()
+        .id;
+    let b = svix
+        .application()
+        .create(app("B", None), None)
+        .await
+        .unwrap()
+        .id;
+    let endpoint = |types: Option<&[&str]>, disabled: bool| EndpointIn {
+        event_types: types.map(|t| t.iter().map(|s| s.to_string()).collect()),
+        disabled: Some(disabled),
+        ..EndpointIn::new(format!("{}/hook", rx.url))
+    };
+    for (app, ep) in [
+        (&a, endpoint(Some(&["x.a", "x.b"]), false)),
+        (&a, endpoint(Some(&["x.c"]), false)),
+        (&a, endpoint(Some(&["x.z"]), true)),
+        (&b, endpoint(None, false)),
+    ] {
+        svix.endpoint().create(app.clone(), ep, None).await.unwrap();
+    }
+    // A: three messages to one endpoint, one to another, one to none; B: two to its catch-all.
+    for t in ["x.a", "x.a", "x.b", "x.c", "x.q"] {
+        send(&svix, &a, t, None, 0).await;
+    }
+    for _ in 0..2 {
+        send(&svix, &b, "x.a", None, 0).await;
+    }
+
+    let now = chrono::Utc::now();
+    let window = AppUsageStatsIn::new(
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    );
+    let started = svix
+        .statistics()
+        .aggregate_app_stats(window.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(started.task, BackgroundTaskType::ApplicationStats);
+    assert!(started.unresolved_app_ids.is_empty());
+    let t = finished(&svix, &started.id).await;
+    let mut stats: Vec<_> = t.data["appStats"].as_array().unwrap().clone();
+    stats.sort_by_key(|s| s["appId"].as_str().unwrap().to_string());
+    let mut want = vec![
+        json!({"appId": a, "appUid": "a-uid", "messageDestinations": 4}),
+        json!({"appId": b, "appUid": null, "messageDestinations": 2}),
+    ];
+    want.sort_by_key(|s| s["appId"].as_str().unwrap().to_string());
+    assert_eq!(stats, want);
+
+    // Some applications by uid or id; unknown ones are reported, and none known is a 422.
+    let some = AppUsageStatsIn {
+        app_ids: Some(["a-uid".to_string(), "nope".to_string()].into()),
+        ..window.clone()
+    };
+    let started = svix
+        .statistics()
+        .aggregate_app_stats(some, None)
+        .await
+        .unwrap();
+    assert_eq!(started.unresolved_app_ids, ["nope".to_string()].into());
+    let t = finished(&svix, &started.id).await;
+    assert_eq!(
+        t.data["appStats"],
+        json!([{"appId": a, "appUid": "a-uid", "messageDestinations": 4}])
+    );
+    let none = AppUsageStatsIn {
+        app_ids: Some(["nope".to_string()].into()),
+        ..window
+    };
+    let err = svix
+        .statistics()
+        .aggregate_app_stats(none, None)
+        .await
+        .unwrap_err();
+    assert_eq!(sdk_status(&err), 422);
+
+    let started = svix.statistics().aggregate_event_types().await.unwrap();
+    assert_eq!(started.task, BackgroundTaskType::EventTypeAggregate);
+    let t = finished(&svix, &started.id).await;
+    let mut usage: Vec<_> = t.data["event_types"].as_array().unwrap().clone();
+    usage.sort_by_key(|s| s["appId"].as_str().unwrap().to_string());
+    let mut want = vec![
+        json!({"appId": a, "explicitlySubscribedEventTypes": ["x.a", "x.b", "x.c"], "hasCatchAllEndpoint": false}),
+        json!({"appId": b, "explicitlySubscribedEventTypes": [], "hasCatchAllEndpoint": true}),
+    ];
+    want.sort_by_key(|s| s["appId"].as_str().unwrap().to_string());
+    assert_eq!(usage, want);
 }
