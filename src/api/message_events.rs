@@ -3,6 +3,14 @@
 //! `iterator` of each answer is where the next poll starts: always present, it names the last
 //! message read (or, on an empty page, the poll's own starting point), so a poller that passes it
 //! back sees each message once, including ones created after the previous poll.
+//!
+//! Ids grow with time, but a message becomes visible when its write lands, and concurrent
+//! creates can land out of id order: a poll that read a later message before an earlier one
+//! landed would move its iterator past the earlier one for good. So messages are created under a
+//! [`Creating`] registration, and a poll shows only ids below the smallest one still being created
+//! in its application.
+
+use std::sync::{Arc, Mutex};
 
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -16,8 +24,62 @@ use super::messages::{time_param, MessageOut};
 use super::pagination::{ksuid_key, ListParams};
 use super::query::Query;
 use super::{query, respond, with, Seg, State};
-use crate::domain::{Message, MessageId, ValidationError};
+use crate::domain::{AppId, Message, MessageId, ValidationError};
 use crate::store::{Direction, PageQuery};
+
+/// The messages being created now (id given, write not yet landed), by application.
+#[derive(Debug, Default)]
+pub struct Creating {
+    ids: Mutex<Vec<(AppId, MessageId)>>,
+}
+
+/// A message's id, registered as being created until this is dropped (after its write).
+#[derive(Debug)]
+pub struct CreatingGuard {
+    registry: Arc<Creating>,
+    app: AppId,
+    id: MessageId,
+}
+
+impl CreatingGuard {
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+}
+
+impl Drop for CreatingGuard {
+    fn drop(&mut self) {
+        let mut ids = self.registry.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.retain(|(a, m)| !(a == &self.app && m == &self.id));
+    }
+}
+
+impl Creating {
+    /// A new message id for `app`, registered: made under the lock, so every id made later is
+    /// greater and a poll that reads the registry after this call sees it.
+    pub fn begin(self: &Arc<Self>, app: &AppId) -> CreatingGuard {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let id = MessageId::generate();
+        ids.push((app.clone(), id.clone()));
+        CreatingGuard {
+            registry: self.clone(),
+            app: app.clone(),
+            id,
+        }
+    }
+
+    /// The id a poll of `app` stays below: the smallest still being created there, or else a
+    /// fresh one (every message created from now on has a greater id).
+    fn horizon(&self, app: &AppId) -> MessageId {
+        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter()
+            .filter(|(a, _)| a == app)
+            .map(|(_, m)| m)
+            .min()
+            .cloned()
+            .unwrap_or_else(MessageId::generate)
+    }
+}
 
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
     warp::path!("app" / Seg / "events")
@@ -85,6 +147,8 @@ fn events(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
         None => time_param(&q, "after")?,
     };
     let filter = EventsFilter::parse(&q);
+    // Read before the messages: everything below it has landed by now.
+    let horizon = s.creating.horizon(&app.id);
     let pq = PageQuery {
         limit: params.limit,
         cursor: from
@@ -98,12 +162,15 @@ fn events(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
         &pq,
         (after, None),
         Some(s.limits.max_list_bytes),
-        |m| filter.keep(m) && after.is_none_or(|a| m.created_at > a),
+        |m| m.id < horizon && filter.keep(m) && after.is_none_or(|a| m.created_at > a),
     )?;
+    // A page that stopped on its budget goes on from the last record read, unless that is at
+    // or past the horizon (what is still landing there must not be passed over).
     let iterator = page
         .resume
         .as_deref()
         .and_then(ksuid_key(MessageId::PREFIX))
+        .filter(|r| r.as_str() < horizon.as_str())
         .or_else(|| page.items.last().map(|m| m.id.to_string()))
         .or_else(|| from.map(|f| f.to_string()))
         .unwrap_or_default();

@@ -59,6 +59,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// POSTs running now, by idempotency key.
     pub in_flight: idempotency::InFlight,
+    /// Messages being created now (so a poll of `events` never passes over one).
+    pub creating: Arc<message_events::Creating>,
     /// How long a client may take to send a whole request body.
     pub body_read_timeout: std::time::Duration,
     /// Where backups are written (`store.backup_dir`).

@@ -368,3 +368,58 @@ async fn usage_statistics_are_background_tasks_with_svix_results() {
     want.sort_by_key(|s| s["appId"].as_str().unwrap().to_string());
     assert_eq!(usage, want);
 }
+
+#[tokio::test]
+async fn a_poller_racing_concurrent_senders_sees_every_message_once() {
+    const SENDERS: usize = 8;
+    const EACH: usize = 60;
+    let h = Herald::start();
+    let svix = h.svix();
+    let (status, app) = call(&h, "POST", "/app", Some(r#"{"name":"A"}"#)).await;
+    assert_eq!(status, 201);
+    let app = app["id"].as_str().unwrap().to_string();
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (svix, app) = (h.svix(), app.clone());
+        senders.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                ids.push(send(&svix, &app, "a.b", None, (s * EACH + i) as u32).await);
+            }
+            ids
+        }));
+    }
+    // Poll while they send, each poll from the last iterator, until all have arrived.
+    let mut seen = Vec::new();
+    let mut it = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < SENDERS * EACH && std::time::Instant::now() < deadline {
+        let p = poll(&svix, &app, it.take(), |p| p.limit = Some(7)).await;
+        seen.extend(p.data.into_iter().map(|m| m.id));
+        it = Some(p.iterator);
+    }
+    let mut sent = Vec::new();
+    for s in senders {
+        sent.extend(s.await.unwrap());
+    }
+    // Once everything is sent, a last poll from the iterator picks up what is left.
+    for _ in 0..10 {
+        let p = poll(&svix, &app, it.take(), |_| {}).await;
+        let done = p.done;
+        seen.extend(p.data.into_iter().map(|m| m.id));
+        it = Some(p.iterator);
+        if done {
+            break;
+        }
+    }
+    let unique: std::collections::BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a message seen twice");
+    let sent: std::collections::BTreeSet<_> = sent.into_iter().collect();
+    let missed: Vec<_> = sent.difference(&unique).collect();
+    assert!(
+        missed.is_empty(),
+        "{} of {} never seen: {missed:?}",
+        missed.len(),
+        sent.len()
+    );
+}
