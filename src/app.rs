@@ -99,6 +99,7 @@ pub async fn run(
         limits: config.limits(),
         max_body_bytes: config.server.max_body_bytes,
         in_flight: Default::default(),
+        creating: Default::default(),
         body_read_timeout: std::time::Duration::from_secs_f64(config.server.body_read_timeout),
         backup_dir: config.backup_dir(),
         https: tls.is_some(),

@@ -160,6 +160,11 @@ pub const ROUTES: &[Route] = &[
         OwnApp(ViewBase),
     ),
     row(
+        "GET",
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/attempt-stats",
+        OwnApp(ViewBase),
+    ),
+    row(
         "POST",
         "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
         OwnApp(CreateAttempts),
@@ -168,6 +173,8 @@ pub const ROUTES: &[Route] = &[
     row("GET", "/api/v1/app/{app_id}/msg", OwnApp(ViewBase)),
     row("POST", "/api/v1/app/{app_id}/msg", Admin),
     row("GET", "/api/v1/app/{app_id}/msg/{msg_id}", OwnApp(ViewBase)),
+    // Polling for messages instead of receiving them: as reading the list.
+    row("GET", "/api/v1/app/{app_id}/events", OwnApp(ViewBase)),
     // Expunging content is the operator's (as in Svix).
     row("DELETE", "/api/v1/app/{app_id}/msg/{msg_id}/content", Admin),
     row("POST", "/api/v1/app/{app_id}/msg/bulk-expunge", Admin),
@@ -215,6 +222,8 @@ pub const ROUTES: &[Route] = &[
     row("GET", "/api/v1/background-task/{task_id}", Admin),
     row("POST", "/api/v1/admin/backup", Admin),
     row("GET", "/api/v1/admin/stats", Admin),
+    row("PUT", "/api/v1/stats/usage/event-types", Admin),
+    row("POST", "/api/v1/stats/usage/app", Admin),
     // Operational webhooks: the operator's own subscriptions.
     row("GET", "/api/v1/operational-webhook/endpoint", Admin),
     row("POST", "/api/v1/operational-webhook/endpoint", Admin),
@@ -253,7 +262,8 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/operational-webhook/endpoint/{endpoint_id}/headers",
         Admin,
     ),
-    // Tokens.
+    // Tokens. Any valid token may ask what it is (`ViewBase` is in every application token).
+    row("GET", "/api/v1/auth/whoami", AnyApp(ViewBase)),
     row("POST", "/api/v1/auth/app-portal-access/{app_id}", Admin),
     row("POST", "/api/v1/auth/app/{app_id}/expire-all", Admin),
     // Before logout: the authorization matrix calls rows in order, and logout revokes.

@@ -47,6 +47,29 @@ impl From<BackgroundTask> for TaskOut {
             done: t.sent,
             "messagesScanned": t.scanned,
         });
+        // The usage tasks' results, as Svix shows them (partial while running).
+        match &t.params {
+            TaskParams::AppStats { counts, .. } => {
+                data = serde_json::json!({
+                    "appStats": counts.iter().map(|c| serde_json::json!({
+                        "messageDestinations": c.destinations,
+                        "appId": c.app.to_string(),
+                        "appUid": c.uid,
+                    })).collect::<Vec<_>>(),
+                    "messagesScanned": t.scanned,
+                });
+            }
+            TaskParams::EventTypeUsage { usage } => {
+                data = serde_json::json!({
+                    "event_types": usage.iter().map(|u| serde_json::json!({
+                        "appId": u.app.to_string(),
+                        "explicitlySubscribedEventTypes": u.event_types,
+                        "hasCatchAllEndpoint": u.catch_all,
+                    })).collect::<Vec<_>>(),
+                });
+            }
+            _ => {}
+        }
         if let Some(e) = t.error {
             data["error"] = e.into();
         }

@@ -359,8 +359,9 @@ async fn create(
         input.channels.as_deref(),
         Some(input.payload.get()),
     )?;
+    let creating = s.creating.begin(&app.id);
     let msg = Message {
-        id: MessageId::generate(),
+        id: creating.id().clone(),
         app_id: app.id.clone(),
         event_type: input.event_type,
         event_id: input.event_id,
@@ -373,16 +374,18 @@ async fn create(
         payload_expires_at,
         expunged: false,
     };
-    accept(&s, msg, key, with_content).await
+    accept(&s, msg, creating, key, with_content).await
 }
 
 /// Store a message, hand it to delivery and answer 202 with it (or, for a key used before, with
 /// the first answer). The write and the hand-over run to the end even if the client goes away
 /// meanwhile (hyper then drops the handler, not the spawned task): stopped in between, the
-/// message would wait on disk until something else woke its endpoints.
+/// message would wait on disk until something else woke its endpoints. `creating` registers the
+/// message's id until its write has landed (see `message_events`).
 async fn accept(
     s: &State,
     msg: Message,
+    creating: super::message_events::CreatingGuard,
     key: Option<Key>,
     with_content: bool,
 ) -> Result<Response, ApiError> {
@@ -402,7 +405,9 @@ async fn accept(
         let idem = record
             .as_ref()
             .map(|(k, r): &(Key, IdempotencyRecord)| (k.bytes(), r));
-        let outcome = state.store.create_message(&msg, idem).await?;
+        let outcome = state.store.create_message(&msg, idem).await;
+        drop(creating);
+        let outcome = outcome?;
         if matches!(outcome, CreateOutcome::Created) {
             if is_test(&msg) {
                 state.metrics.test_message_accepted();
@@ -480,8 +485,9 @@ async fn send_example(
         }))
         .map_err(|e| ApiError::Internal(e.to_string()))?,
     };
+    let creating = s.creating.begin(&app.id);
     let msg = Message {
-        id: MessageId::generate(),
+        id: creating.id().clone(),
         app_id: app.id.clone(),
         event_type: input.event_type,
         event_id: None,
@@ -494,7 +500,7 @@ async fn send_example(
         payload_expires_at: None,
         expunged: false,
     };
-    accept(&s, msg, key, true).await
+    accept(&s, msg, creating, key, true).await
 }
 
 /// `examples[index]` of the newest schema version that has one, if it is a JSON object.

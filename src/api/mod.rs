@@ -4,6 +4,7 @@
 
 mod admin;
 mod apps;
+mod attempt_stats;
 mod attempts;
 pub mod auth;
 pub mod authz;
@@ -16,6 +17,7 @@ mod expunge;
 mod health;
 mod idempotency;
 mod json;
+mod message_events;
 mod messages;
 mod metrics;
 mod openapi;
@@ -26,6 +28,8 @@ mod pagination;
 mod portal_access;
 mod query;
 mod ui;
+mod usage_stats;
+mod whoami;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -55,6 +59,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// POSTs running now, by idempotency key.
     pub in_flight: idempotency::InFlight,
+    /// Messages being created now (so a poll of `events` never passes over one).
+    pub creating: Arc<message_events::Creating>,
     /// How long a client may take to send a whole request body.
     pub body_read_timeout: std::time::Duration,
     /// Where backups are written (`store.backup_dir`).
@@ -115,6 +121,14 @@ fn resources(state: State) -> BoxedFilter<(Response,)> {
             .or(operational::routes(state.clone()))
             .unify()
             .or(portal_access::routes(state.clone()))
+            .unify()
+            .or(whoami::routes(state.clone()))
+            .unify()
+            .or(message_events::routes(state.clone()))
+            .unify()
+            .or(attempt_stats::routes(state.clone()))
+            .unify()
+            .or(usage_stats::routes(state.clone()))
             .unify(),
     );
     v1.and(health::routes(state.clone()))

@@ -15,6 +15,7 @@ pub mod signer;
 pub mod ssrf;
 mod tasks;
 mod throttle;
+mod usage;
 mod worker;
 
 use std::sync::Arc;

@@ -20,6 +20,8 @@ struct Step {
     next: Option<String>,
     scanned: u64,
     sent: u64,
+    /// The task's parameters with the results so far (usage tasks), to record with the step.
+    params: Option<TaskParams>,
 }
 
 /// Write a new task and run it in the background; durable (so it will be resumed) on return.
@@ -66,6 +68,9 @@ async fn run(shared: Arc<Shared>, mut task: BackgroundTask) {
                 task.scanned += s.scanned;
                 task.sent += s.sent;
                 task.cursor = s.next.clone();
+                if let Some(p) = s.params {
+                    task.params = p;
+                }
                 if s.next.is_none() {
                     task.status = TaskStatus::Finished;
                 }
@@ -91,6 +96,24 @@ async fn run(shared: Arc<Shared>, mut task: BackgroundTask) {
 
 /// One page of work; `Err` is the reason the task cannot go on.
 async fn step(shared: &Arc<Shared>, task: &BackgroundTask) -> Result<Step, String> {
+    if matches!(
+        task.params,
+        TaskParams::AppStats { .. } | TaskParams::EventTypeUsage { .. }
+    ) {
+        let (store, page) = (shared.store.clone(), shared.opts.task_page_size.max(1));
+        let (params, cursor) = (task.params.clone(), task.cursor.clone());
+        let s = tokio::task::spawn_blocking(move || {
+            super::usage::step(&store, page, params, cursor.as_deref())
+        })
+        .await
+        .map_err(|e| format!("the task's worker stopped: {e}"))??;
+        return Ok(Step {
+            next: s.next,
+            scanned: s.scanned,
+            sent: 0,
+            params: Some(s.params),
+        });
+    }
     let after = match &task.cursor {
         Some(c) => Some(
             c.parse::<MessageId>()
@@ -104,6 +127,9 @@ async fn step(shared: &Arc<Shared>, task: &BackgroundTask) -> Result<Step, Strin
         }
         TaskParams::PurgeContent { app, until } => {
             purge_step(shared, app.clone(), until.clone(), after).await
+        }
+        TaskParams::AppStats { .. } | TaskParams::EventTypeUsage { .. } => {
+            Err("a usage task reached the message-page step".into())
         }
     }
 }
@@ -128,6 +154,7 @@ async fn purge_step(
                 next: None,
                 scanned: 0,
                 sent: 0,
+                params: None,
             });
         };
         let (mut ids, next) = store
@@ -147,6 +174,7 @@ async fn purge_step(
             next: next.filter(|_| !past_end).map(|m| m.to_string()),
             scanned: ids.len() as u64,
             sent: expunged as u64,
+            params: None,
         })
     };
     tokio::task::spawn_blocking(work)
@@ -191,7 +219,9 @@ async fn endpoint_step(
                     .collect();
                 Ok((ids, next, n))
             }
-            TaskParams::PurgeContent { .. } => Ok((Vec::new(), None, 0)),
+            TaskParams::PurgeContent { .. }
+            | TaskParams::AppStats { .. }
+            | TaskParams::EventTypeUsage { .. } => Ok((Vec::new(), None, 0)),
             TaskParams::BulkReplay(_, filter) => {
                 let (msgs, next) = store
                     .messages_created(&w.app, w.since, w.until, after.as_ref(), page)
@@ -218,7 +248,9 @@ async fn endpoint_step(
             TaskParams::Recover(_) => s.enqueue_manual_unless_queued(app, ep, &ids).await,
             TaskParams::ReplayMissing(_) => s.enqueue_missing(app, ep, &ids).await,
             TaskParams::BulkReplay(..) => s.enqueue_replay(app, ep, &ids).await,
-            TaskParams::PurgeContent { .. } => Ok(0),
+            TaskParams::PurgeContent { .. }
+            | TaskParams::AppStats { .. }
+            | TaskParams::EventTypeUsage { .. } => Ok(0),
         }
         .map_err(|e| format!("queueing tries failed: {e}"))?;
         shared.enqueued(app, std::slice::from_ref(ep));
@@ -228,6 +260,7 @@ async fn endpoint_step(
         next: next.map(|m| m.to_string()),
         scanned,
         sent,
+        params: None,
     })
 }
 

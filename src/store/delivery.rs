@@ -766,6 +766,53 @@ impl Store {
         )
     }
 
+    /// The attempts made to `ep` in `[since, until)`, counted by status (indexed by
+    /// [`DeliveryStatus::code`]), read through the endpoint's attempt index. Reads at most `scan`
+    /// index entries, so one call is bounded whatever the history: `None` when the window holds
+    /// more. Response bodies are never read.
+    pub fn attempt_counts(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        since: Timestamp,
+        until: Timestamp,
+        scan: usize,
+    ) -> Result<Option<[u64; 5]>, StoreError> {
+        let prefix = keys::endpoint(app, ep);
+        // Attempt ids carry their time: the window is a seek, widened by the ids' clock slack,
+        // and each attempt's own time judges the edges exactly.
+        let bound = |t: Timestamp, slack: i64| {
+            let k = crate::domain::ids::ksuid_bound(t.millis().saturating_add(slack), false);
+            [prefix.as_slice(), k.as_bytes()].concat()
+        };
+        let slack = super::messages::ID_CLOCK_SLACK_MS;
+        let mut counts = [0u64; 5];
+        for (seen, r) in self
+            .inner
+            .attempts_by_ep
+            .range(bound(since, -slack)..bound(until, slack))
+            .enumerate()
+        {
+            if seen == scan {
+                return Ok(None);
+            }
+            let (k, v) = r?;
+            let msg: MessageId = decode(&v)?;
+            let id = keys::attempt_id_of(&k)
+                .ok_or_else(|| StoreError::Codec("malformed attempt key".into()))?;
+            let key = keys::attempt(app, &msg, &id);
+            // An index entry whose attempt was purged meanwhile is skipped.
+            let Some(rec) = self.inner.attempts.get(&key)? else {
+                continue;
+            };
+            let (a, _) = decode_attempt_record(&key, &rec)?;
+            if a.created_at >= since && a.created_at < until {
+                counts[a.status.code() as usize] += 1;
+            }
+        }
+        Ok(Some(counts))
+    }
+
     pub fn endpoint_health(
         &self,
         app: &AppId,

@@ -444,4 +444,4 @@ impl Store {
 
 /// How far a message id's time may stray from its `created_at` (the clock is read once for each,
 /// and ids stay increasing when the clock steps back), for seeking by time.
-const ID_CLOCK_SLACK_MS: i64 = 60_000;
+pub(super) const ID_CLOCK_SLACK_MS: i64 = 60_000;

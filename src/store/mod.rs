@@ -48,7 +48,9 @@ pub use messages::CreateOutcome;
 pub use operational::operational_app;
 pub use page::{Budget, Direction, Page, PageQuery, SCAN_RECORDS};
 pub use space::{StorageStatus, WriteKind, BALLAST_FILE};
-pub use tasks::{BackgroundTask, EndpointWindow, ReplayFilter, TaskParams, TaskStatus};
+pub use tasks::{
+    AppCount, AppEventTypes, BackgroundTask, EndpointWindow, ReplayFilter, TaskParams, TaskStatus,
+};
 
 /// Sub-folder of the data directory that holds this storage format, so a later format can be
 /// migrated into a sibling folder.
@@ -355,6 +357,21 @@ impl Store {
         self.inner.db.flush()?;
         self.inner.db_file.sync_data()?;
         Ok(())
+    }
+
+    /// A stable, public name for this data directory (what Svix calls the environment id):
+    /// `env_` and 32 hex digits of the SHA-256 of the main-key check value, which is written
+    /// once, with a random nonce, when the store is made. So it stays across restarts and
+    /// upgrades, a store restored from a backup keeps it, and it tells nothing about the key.
+    pub fn environment_id(&self) -> Result<String, StoreError> {
+        use sha2::{Digest, Sha256};
+        let meta = self.inner.db.open_tree(keys::TREE_META)?;
+        let check = meta
+            .get(META_MAIN_KEY_CHECK)?
+            .ok_or_else(|| StoreError::Codec("no main-key check value".into()))?;
+        let digest = Sha256::digest(&check);
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("env_{hex}"))
     }
 
     /// Completed group-commit rounds (flush + fsync) since open.

@@ -72,6 +72,35 @@ pub enum TaskParams {
         app: AppId,
         until: Option<MessageId>,
     },
+    /// Count each application's message destinations (message × endpoint at acceptance) for
+    /// messages created in `[since, until)`: those of `apps`, or of every application (`None`).
+    /// `counts` holds the results so far, in the order the applications were read.
+    AppStats {
+        since: Timestamp,
+        until: Timestamp,
+        apps: Option<Vec<AppId>>,
+        counts: Vec<AppCount>,
+    },
+    /// List, for every application, the event types its enabled endpoints subscribe to by name
+    /// and whether one takes every type. `usage` holds the results so far.
+    EventTypeUsage { usage: Vec<AppEventTypes> },
+}
+
+/// One application's line of an `AppStats` task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppCount {
+    pub app: AppId,
+    pub uid: Option<String>,
+    pub destinations: u64,
+}
+
+/// One application's line of an `EventTypeUsage` task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppEventTypes {
+    pub app: AppId,
+    /// Sorted, each once.
+    pub event_types: Vec<String>,
+    pub catch_all: bool,
 }
 
 impl TaskParams {
@@ -82,6 +111,8 @@ impl TaskParams {
             TaskParams::ReplayMissing(_) => "endpoint.replay",
             TaskParams::BulkReplay(..) => "endpoint.bulk-replay",
             TaskParams::PurgeContent { .. } => "application.purge_content",
+            TaskParams::AppStats { .. } => "application.stats",
+            TaskParams::EventTypeUsage { .. } => "event-type.aggregate",
         }
     }
 }
@@ -166,6 +197,40 @@ impl Store {
         }
     }
 
+    /// Up to `n` application ids after `after` (from the first without one), in key order,
+    /// without the reserved operational-webhook application, and the id to go on after (`None`:
+    /// there are no more).
+    pub fn app_ids_after(
+        &self,
+        after: Option<&AppId>,
+        n: usize,
+    ) -> Result<(Vec<AppId>, Option<AppId>), StoreError> {
+        let start = match after {
+            Some(a) => {
+                // Just past `after`'s key: the smallest key greater than it.
+                let mut k = keys::app(a);
+                k.push(0);
+                k
+            }
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for r in self.inner.apps.range(start..) {
+            let (k, _) = r?;
+            let id = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|s| AppId::from_ksuid(s).ok())
+                .ok_or_else(|| StoreError::Codec("malformed application key".into()))?;
+            if out.len() == n {
+                return Ok((out.clone(), out.last().cloned()));
+            }
+            if id != *super::operational_app() {
+                out.push(id);
+            }
+        }
+        Ok((out, None))
+    }
+
     /// Every task still running (at start-up, to resume them).
     pub fn running_tasks(&self) -> Result<Vec<BackgroundTask>, StoreError> {
         let mut out = Vec::new();
@@ -192,6 +257,50 @@ mod tests {
             since: Timestamp(1),
             until: None,
         }
+    }
+
+    #[tokio::test]
+    async fn application_ids_come_in_pages_that_go_on_from_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::for_tests()).unwrap();
+        let mut made = Vec::new();
+        for _ in 0..3 {
+            let now = Timestamp::now();
+            let app = crate::domain::Application {
+                id: AppId::generate(),
+                uid: None,
+                name: "a".into(),
+                metadata: Default::default(),
+                throttle_rate: None,
+                created_at: now,
+                updated_at: now,
+            };
+            store.create_app(&app).await.unwrap();
+            made.push(app.id);
+        }
+        let (first, next) = store.app_ids_after(None, 2).unwrap();
+        assert_eq!(first, made[..2]);
+        assert_eq!(next.as_ref(), Some(&made[1]));
+        let (rest, next) = store.app_ids_after(next.as_ref(), 2).unwrap();
+        assert_eq!((rest, next), (vec![made[2].clone()], None));
+        assert_eq!(
+            store.app_ids_after(Some(&made[2]), 2).unwrap(),
+            (vec![], None)
+        );
+    }
+
+    #[test]
+    fn task_kinds_keep_their_place_in_stored_records() {
+        // Records are a format byte and bincode: a variant's index is its place, so new kinds go
+        // last.
+        let purge = TaskParams::PurgeContent {
+            app: AppId::generate(),
+            until: None,
+        };
+        let usage = TaskParams::EventTypeUsage { usage: Vec::new() };
+        let variant = |p: &TaskParams| encode(p).unwrap()[1];
+        assert_eq!(variant(&purge), 3);
+        assert_eq!(variant(&usage), 5);
     }
 
     #[tokio::test]

@@ -34,6 +34,7 @@ mod power_loss;
 mod replay;
 mod slow_clients;
 mod support;
+mod svix_more;
 mod svix_surface;
 mod tls;
 mod ui_api;
