@@ -60,6 +60,7 @@ from svix.api import (
 from svix.api.errors.http_error import HttpError
 from svix.api.errors.http_validation_error import HTTPValidationError
 from svix.models import (
+    AppUsageStatsIn,
     BackgroundTaskStatus,
     BackgroundTaskType,
     BulkExpungeStatus,
@@ -840,12 +841,29 @@ class Environment(SdkTest):
 
 
 class Statistics(SdkTest):
-    @unittest.skip(
-        "Herald has no /api/v1/stats/usage/* routes (Svix's aggregate statistics are a hosted-"
-        "service billing feature): the SDK's statistics methods get a 405 method_not_allowed"
-    )
-    def test_aggregate_event_types(self):
-        self.svix.statistics.aggregate_event_types()
+    def test_usage_statistics_are_background_tasks(self):
+        app = self.app()
+        self.endpoint(app.id, unique("stats"), event_types=["stats.one"])
+        for n in range(3):
+            self.svix.message.create(app.id, MessageIn(event_type="stats.one", payload={"n": n}))
+        now = datetime.now(timezone.utc)
+        out = self.svix.statistics.aggregate_app_stats(
+            AppUsageStatsIn(since=now - timedelta(hours=1), until=now + timedelta(minutes=1),
+                            app_ids=[app.id])
+        )
+        done = self.wait_task(out.id)
+        self.assertEqual(done.status, BackgroundTaskStatus.FINISHED, done)
+        stats = done.data["appStats"]
+        self.assertEqual([(s["appId"], s["messageDestinations"]) for s in stats], [(app.id, 3)])
+
+        out = self.svix.statistics.aggregate_event_types()
+        done = self.wait_task(out.id)
+        self.assertEqual(done.status, BackgroundTaskStatus.FINISHED, done)
+        mine = [e for e in done.data["event_types"] if e["appId"] == app.id]
+        self.assertEqual(
+            [(e["explicitlySubscribedEventTypes"], e["hasCatchAllEndpoint"]) for e in mine],
+            [(["stats.one"], False)],
+        )
 
 
 if __name__ == "__main__":
