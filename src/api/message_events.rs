@@ -175,7 +175,7 @@ fn events(s: State, app: Seg, q: Query) -> Result<Response, ApiError> {
         .or_else(|| from.map(|f| f.to_string()))
         .unwrap_or_default();
     let done = page.done;
-    let mut buf = Vec::with_capacity(page.items.len() * 512 + s.limits.max_list_bytes + 128);
+    let mut buf = Vec::with_capacity(page.items.len() * 512 + 128);
     buf.extend_from_slice(b"{\"data\":[");
     let mut written = 0;
     for m in page.items {
