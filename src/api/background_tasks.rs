@@ -83,14 +83,29 @@ impl From<BackgroundTask> for TaskOut {
     }
 }
 
-/// Svix's RecoverOut and ReplayOut (the same fields).
+/// The answer to a call that starts a task: Svix's RecoverOut and ReplayOut (the same fields),
+/// and AppUsageStatsOut with `unresolvedAppIds` (`usage_stats`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct StartedOut {
+pub(super) struct StartedOut {
     id: String,
     status: &'static str,
     task: &'static str,
     updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unresolved_app_ids: Option<BTreeSet<String>>,
+}
+
+impl StartedOut {
+    pub(super) fn of(t: &BackgroundTask, unresolved: Option<BTreeSet<String>>) -> Self {
+        StartedOut {
+            id: t.id.to_string(),
+            status: t.status.text(),
+            task: t.params.kind(),
+            updated_at: t.updated_at.to_rfc3339(),
+            unresolved_app_ids: unresolved,
+        }
+    }
 }
 
 /// Svix's RecoverIn and ReplayIn.
@@ -297,13 +312,5 @@ async fn start(s: State, app: Seg, ep: Seg, body: Bytes, kind: Kind) -> Result<R
         (Kind::BulkReplay, f) => TaskParams::BulkReplay(w, f.unwrap_or_default()),
     };
     let task = s.delivery.start_task(params).await?;
-    Ok(reply(
-        StatusCode::ACCEPTED,
-        &StartedOut {
-            id: task.id.to_string(),
-            status: task.status.text(),
-            task: task.params.kind(),
-            updated_at: task.updated_at.to_rfc3339(),
-        },
-    ))
+    Ok(reply(StatusCode::ACCEPTED, &StartedOut::of(&task, None)))
 }

@@ -7,18 +7,19 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
+use super::background_tasks::StartedOut;
 use super::error::ApiError;
 use super::idempotency::{self, Idempotency};
 use super::json;
 use super::{body, reply, with, State};
 use crate::domain::{Timestamp, ValidationError};
-use crate::store::{BackgroundTask, TaskParams};
+use crate::store::TaskParams;
 
 /// Most applications one `appIds` may name.
 const MAX_APP_IDS: usize = 1000;
@@ -29,30 +30,6 @@ struct AppUsageStatsIn {
     since: String,
     until: String,
     app_ids: Option<BTreeSet<String>>,
-}
-
-/// Svix's AggregateEventTypesOut, and AppUsageStatsOut with `unresolvedAppIds`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StartedOut {
-    id: String,
-    status: &'static str,
-    task: &'static str,
-    updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unresolved_app_ids: Option<BTreeSet<String>>,
-}
-
-impl StartedOut {
-    fn of(t: &BackgroundTask, unresolved: Option<BTreeSet<String>>) -> Self {
-        StartedOut {
-            id: t.id.to_string(),
-            status: t.status.text(),
-            task: t.params.kind(),
-            updated_at: t.updated_at.to_rfc3339(),
-            unresolved_app_ids: unresolved,
-        }
-    }
 }
 
 pub fn routes(state: State) -> BoxedFilter<(Response,)> {
