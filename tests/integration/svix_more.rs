@@ -423,3 +423,62 @@ async fn a_poller_racing_concurrent_senders_sees_every_message_once() {
         sent.len()
     );
 }
+
+/// A usage task killed mid-way resumes at the next start from its recorded cursor and counts
+/// every application once: the results so far are in the task's record, written with the cursor.
+#[tokio::test]
+async fn a_usage_task_survives_sigkill_and_counts_each_application_once() {
+    const APPS: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = fast_delivery_env();
+    // One application per step: sixty durable steps, so the kill lands mid-task.
+    env.push(("HERALD_DELIVERY__TASK_PAGE_SIZE", "1".to_string()));
+    let launch = Launch {
+        env,
+        ..Launch::new(dir.path())
+    };
+    let mut h = Herald::launch(&launch).unwrap();
+    let rx = Receiver::start(Answer::Status(200)).await;
+    let svix = h.svix();
+    let mut apps = Vec::new();
+    for i in 0..APPS {
+        let (app, _, _) = app_with_endpoint(&h, &rx.url, EndpointIn::new(String::new())).await;
+        send(&svix, &app, "x.a", None, i as u32).await;
+        apps.push(app);
+    }
+    let now = chrono::Utc::now();
+    let window = AppUsageStatsIn::new(
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    );
+    let started = svix
+        .statistics()
+        .aggregate_app_stats(window, None)
+        .await
+        .unwrap();
+    h.kill();
+
+    let h = Herald::launch(&launch).unwrap();
+    let svix = h.svix();
+    let t = finished(&svix, &started.id).await;
+    assert!(
+        h.logs().contains("resuming background task"),
+        "the task was running at the kill and resumed: {}",
+        h.logs()
+    );
+    let mut got: Vec<(String, u64)> = t.data["appStats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["appId"].as_str().unwrap().to_string(),
+                s["messageDestinations"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u64)> = apps.into_iter().map(|a| (a, 1)).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
