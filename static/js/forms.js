@@ -2,7 +2,7 @@
 // names, lengths, JSON), showing each error under its field, all at once, and mapping the
 // server's 422 `detail: [{loc, msg}]` onto the same fields. The server stays the authority.
 
-import { h, busy, newId } from './ui.js';
+import { h, busy, newId, errorBox, confirmAction, toast, copyText } from './ui.js';
 
 /** Letters, digits, - _ . (uids, event-type names): Herald's rule, in words for people. */
 export const TOKEN_RE = /^[A-Za-z0-9\-_.]+$/;
@@ -195,4 +195,51 @@ export function filterTryBox(input, test) {
     }
   }));
   return h('fieldset', { class: 'fieldset filter-try' }, h('legend', null, 'Try the filter'), sample, h('div', { class: 'actions' }, tryIt, result));
+}
+
+/**
+ * The signing secret's controls (admin UI and portal): hidden until "Reveal secret" reads it with
+ * `get()`, a Copy button, and "Rotate secret" when `rotate` is given (it posts the rotation and
+ * answers the new secret; `rotateMessage` says what rotating does, in the reader's terms).
+ * Returns the card's children after its intro.
+ */
+export function secretControls({ get, rotate = null, rotateMessage }) {
+  const err = errorBox();
+  const value = h('code', { class: 'secret', 'data-testid': 'secret', hidden: true });
+  const copy = h('button', { type: 'button', class: 'btn btn-small', hidden: true, onclick: async () => {
+    toast((await copyText(value.textContent)) ? 'Secret copied.' : 'Copy failed: select the secret and copy it by hand.');
+  } }, 'Copy');
+  const show = (k) => {
+    value.textContent = k;
+    value.hidden = false;
+    copy.hidden = false;
+    reveal.textContent = 'Hide secret';
+    reveal.setAttribute('aria-expanded', 'true');
+  };
+  const reveal = h('button', { type: 'button', class: 'btn', 'aria-expanded': 'false', onclick: () => busy(reveal, async () => {
+    err.clear();
+    if (!value.hidden) {
+      value.hidden = true;
+      copy.hidden = true;
+      value.textContent = '';
+      reveal.textContent = 'Reveal secret';
+      reveal.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    try {
+      show((await get()).key);
+    } catch (e) {
+      err.show(e);
+    }
+  }) }, 'Reveal secret');
+  const rotateButton = rotate ? h('button', { type: 'button', class: 'btn btn-danger-quiet', onclick: () => confirmAction({
+    title: 'Rotate the signing secret?',
+    message: rotateMessage,
+    async action() {
+      const out = await rotate();
+      if (!value.hidden) show(out.key);
+      toast('Secret rotated.');
+    },
+  }) }, 'Rotate secret') : null;
+  return [h('div', { class: 'secret-row' }, value, copy), err.el, h('div', { class: 'actions' }, reveal, rotateButton)];
 }

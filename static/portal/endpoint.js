@@ -5,8 +5,8 @@
 // allow it; the server refuses the others anyway.
 
 import { seg, isAbort } from '/js/api.js';
-import { h, badge, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, toast, copyText, table, statusBadge } from '/js/ui.js';
-import { fieldErrors } from '/js/forms.js';
+import { h, badge, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, toast, table, statusBadge } from '/js/ui.js';
+import { fieldErrors, secretControls } from '/js/forms.js';
 import { lastStatus, successRate, stateCell } from '/js/views/endpoints.js';
 import { noResponseLabel } from '/js/views/attempts.js';
 import { portal } from './session.js';
@@ -70,47 +70,13 @@ function readOnlySettings(ep) {
 }
 
 function secretCard(base, can) {
-  const err = errorBox();
-  const value = h('code', { class: 'secret', 'data-testid': 'secret', hidden: true });
-  const copy = h('button', { type: 'button', class: 'btn btn-small', hidden: true, onclick: async () => {
-    toast((await copyText(value.textContent)) ? 'Secret copied.' : 'Copy failed: select the secret and copy it by hand.');
-  } }, 'Copy');
-  const show = (k) => {
-    value.textContent = k;
-    value.hidden = false;
-    copy.hidden = false;
-    reveal.textContent = 'Hide secret';
-    reveal.setAttribute('aria-expanded', 'true');
-  };
-  const reveal = h('button', { type: 'button', class: 'btn', 'aria-expanded': 'false', onclick: () => busy(reveal, async () => {
-    err.clear();
-    if (!value.hidden) {
-      value.hidden = true;
-      copy.hidden = true;
-      value.textContent = '';
-      reveal.textContent = 'Reveal secret';
-      reveal.setAttribute('aria-expanded', 'false');
-      return;
-    }
-    try {
-      show((await portal.get(`${base}/secret`)).key);
-    } catch (e) {
-      err.show(e);
-    }
-  }) }, 'Reveal secret');
-  const rotate = can.rotateSecret ? h('button', { type: 'button', class: 'btn btn-danger-quiet', onclick: () => confirmAction({
-    title: 'Rotate the signing secret?',
-    message: 'A new secret signs deliveries from now on; the old one keeps signing beside it for 24 hours, so you can switch over.',
-    async action() {
-      const out = await portal.post(`${base}/secret/rotate`, {});
-      if (!value.hidden) show(out.key);
-      toast('Secret rotated.');
-    },
-  }) }, 'Rotate secret') : null;
   return card('Signing secret', 'secret',
     h('p', { class: 'muted' }, 'Your endpoint checks each delivery’s signature with this secret.'),
-    h('div', { class: 'secret-row' }, value, copy), err.el,
-    h('div', { class: 'actions' }, reveal, rotate));
+    secretControls({
+      get: () => portal.get(`${base}/secret`),
+      rotate: can.rotateSecret ? () => portal.post(`${base}/secret/rotate`, {}) : null,
+      rotateMessage: 'A new secret signs deliveries from now on; the old one keeps signing beside it for 24 hours, so you can switch over.',
+    }));
 }
 
 function testCard(base, catalogue, ctx) {

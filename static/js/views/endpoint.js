@@ -4,11 +4,11 @@
 // closed on phones, so the page stays short there.
 
 import { api, seg, isAbort } from '../api.js';
-import { h, badge, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, route, toast, copyText } from '../ui.js';
+import { h, badge, busy, update, field, errorBox, confirmAction, crumbs, pageTitle, timeEl, route, toast } from '../ui.js';
 import { loadEventTypes, endpointSettingsForm } from './endpoint-form.js';
 import { lastStatus, successRate, stateCell } from './endpoints.js';
 import { attemptsTable, attemptFilters } from './attempts.js';
-import { fieldErrors } from '../forms.js';
+import { fieldErrors, secretControls } from '../forms.js';
 
 /** Phones get the sections closed (see app.css's 640px breakpoint). */
 const openByDefault = () => !window.matchMedia('(max-width: 640px)').matches;
@@ -65,49 +65,13 @@ function waiting(c) {
 }
 
 function secretCard(base) {
-  const err = errorBox();
-  const value = h('code', { class: 'secret', 'data-testid': 'secret', hidden: true });
-  let key = null;
-  const copy = h('button', { type: 'button', class: 'btn btn-small', hidden: true, onclick: async () => {
-    toast((await copyText(key)) ? 'Secret copied.' : 'Copy failed: select the secret and copy it by hand.', 'ok');
-  } }, 'Copy');
-  const show = (k) => {
-    key = k;
-    value.textContent = k;
-    value.hidden = false;
-    copy.hidden = false;
-    reveal.textContent = 'Hide secret';
-  };
-  const reveal = h('button', { type: 'button', class: 'btn', 'aria-expanded': 'false', onclick: () => busy(reveal, async () => {
-    err.clear();
-    if (!value.hidden) {
-      value.hidden = true;
-      copy.hidden = true;
-      value.textContent = '';
-      reveal.textContent = 'Reveal secret';
-      reveal.setAttribute('aria-expanded', 'false');
-      return;
-    }
-    try {
-      show((await api.get(`${base}/secret`)).key);
-      reveal.setAttribute('aria-expanded', 'true');
-    } catch (e) {
-      err.show(e);
-    }
-  }) }, 'Reveal secret');
-  const rotate = h('button', { type: 'button', class: 'btn btn-danger-quiet', onclick: () => confirmAction({
-    title: 'Rotate the signing secret?',
-    message: 'A new secret signs deliveries from now on; the old one keeps signing beside it for 24 hours, so receivers can switch over.',
-    async action() {
-      const out = await api.post(`${base}/secret/rotate`, {});
-      if (!value.hidden) show(out.key);
-      toast('Secret rotated.');
-    },
-  }) }, 'Rotate secret');
   return card('Signing secret',
     h('p', { class: 'muted' }, 'Receivers verify each delivery’s signature with this secret.'),
-    h('div', { class: 'secret-row' }, value, copy), err.el,
-    h('div', { class: 'actions' }, reveal, rotate));
+    secretControls({
+      get: () => api.get(`${base}/secret`),
+      rotate: () => api.post(`${base}/secret/rotate`, {}),
+      rotateMessage: 'A new secret signs deliveries from now on; the old one keeps signing beside it for 24 hours, so receivers can switch over.',
+    }));
 }
 
 function testCard(base, appId, eventTypes) {
