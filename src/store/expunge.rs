@@ -142,33 +142,6 @@ impl Store {
             .and_then(|(k, _)| keys::message_ids(&k).map(|(_, id)| id)))
     }
 
-    /// The key and record of the message with this id, or else with this eventId.
-    fn message_record(
-        &self,
-        app: &AppId,
-        id_or_event_id: &str,
-    ) -> Result<Option<(Vec<u8>, sled::IVec)>, StoreError> {
-        let i = &self.inner;
-        if let Ok(id) = id_or_event_id.parse::<MessageId>() {
-            let key = keys::message(app, &id);
-            if let Some(v) = i.messages.get(&key)? {
-                return Ok(Some((key, v)));
-            }
-        }
-        let Some(ksuid) = i
-            .msg_event_id
-            .get(keys::msg_event_id(app, id_or_event_id))?
-        else {
-            return Ok(None);
-        };
-        let id = std::str::from_utf8(&ksuid)
-            .ok()
-            .and_then(|k| MessageId::from_ksuid(k).ok())
-            .ok_or_else(|| StoreError::Codec("bad eventId index entry".into()))?;
-        let key = keys::message(app, &id);
-        Ok(i.messages.get(&key)?.map(|v| (key, v)))
-    }
-
     /// Remove every queued task of `msgs` (one scan of the application's queue): a scheduled
     /// delivery shows as canceled; a manual try (resend, recover) just goes, leaving the state
     /// the schedule gave.

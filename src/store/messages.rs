@@ -306,11 +306,22 @@ impl Store {
         app: &AppId,
         id_or_event_id: &str,
     ) -> Result<Option<Message>, StoreError> {
+        self.message_record(app, id_or_event_id)?
+            .map(|(key, v)| self.with_payload(&key, &v))
+            .transpose()
+    }
+
+    /// The key and record of the message with this id, or else with this eventId.
+    pub(super) fn message_record(
+        &self,
+        app: &AppId,
+        id_or_event_id: &str,
+    ) -> Result<Option<(Vec<u8>, sled::IVec)>, StoreError> {
         let i = &self.inner;
         if let Ok(id) = id_or_event_id.parse::<MessageId>() {
             let key = keys::message(app, &id);
             if let Some(v) = i.messages.get(&key)? {
-                return self.with_payload(&key, &v).map(Some);
+                return Ok(Some((key, v)));
             }
         }
         let Some(ksuid) = i
@@ -324,10 +335,7 @@ impl Store {
             .and_then(|k| MessageId::from_ksuid(k).ok())
             .ok_or_else(|| StoreError::Codec("bad eventId index entry".into()))?;
         let key = keys::message(app, &id);
-        match i.messages.get(&key)? {
-            Some(v) => self.with_payload(&key, &v).map(Some),
-            None => Ok(None),
-        }
+        Ok(i.messages.get(&key)?.map(|v| (key, v)))
     }
 
     /// A stored message with its payload read back from the payload log.
