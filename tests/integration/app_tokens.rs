@@ -9,7 +9,6 @@ use std::time::Duration;
 use herald::api::authz::{self, Caller, Outcome, Rule};
 use herald::domain::token::{Capabilities, Capability};
 use serde_json::{json, Value};
-use svix::api::{Svix, SvixOptions};
 use svix::models::{
     AppPortalAccessIn, AppPortalCapability, ApplicationIn, ApplicationTokenExpireIn, EndpointIn,
     MessageIn,
@@ -17,16 +16,6 @@ use svix::models::{
 
 use crate::support::receiver::{Answer, Receiver};
 use crate::support::{attempts, call, fast_delivery_env, http, sdk_status, Herald};
-
-fn client(h: &Herald, token: &str) -> Svix {
-    Svix::new(
-        token.to_string(),
-        Some(SvixOptions {
-            server_url: Some(h.url.clone()),
-            ..Default::default()
-        }),
-    )
-}
 
 /// A raw request with `token` (none: no header): status and JSON body (`Null` when empty). One
 /// client per test: kept-alive connections keep the matrix quick.
@@ -95,7 +84,7 @@ async fn the_svix_sdk_mints_expires_and_logs_out_portal_tokens() {
         format!("{}/portal/#token={}", h.url, out.token),
         "the token is in the fragment, never the query"
     );
-    let viewer = client(&h, &out.token);
+    let viewer = h.svix_as(&out.token);
     // By uid and by id.
     viewer
         .endpoint()
@@ -171,7 +160,8 @@ async fn the_svix_sdk_mints_expires_and_logs_out_portal_tokens() {
     .await;
     assert_eq!(status, 403);
     let full = mint(&h, &app.id, json!({"expiry": 3600, "sessionId": "s2"})).await;
-    let ep = client(&h, &full)
+    let ep = h
+        .svix_as(&full)
         .endpoint()
         .create(
             app.id.clone(),
@@ -180,7 +170,7 @@ async fn the_svix_sdk_mints_expires_and_logs_out_portal_tokens() {
         )
         .await
         .unwrap();
-    client(&h, &full)
+    h.svix_as(&full)
         .endpoint()
         .get_secret(app.id.clone(), ep.id.clone())
         .await
@@ -208,7 +198,7 @@ async fn the_svix_sdk_mints_expires_and_logs_out_portal_tokens() {
     auth.expire_all(app.id.clone(), expire(vec![], Some(600)), None)
         .await
         .unwrap();
-    client(&h, &full)
+    h.svix_as(&full)
         .endpoint()
         .list(app.id.clone(), None)
         .await
@@ -225,12 +215,13 @@ async fn the_svix_sdk_mints_expires_and_logs_out_portal_tokens() {
     assert_eq!(sdk_status(&bad), 404);
 
     // Logout revokes the calling token only; an admin token cannot log out.
-    client(&h, &full)
+    h.svix_as(&full)
         .authentication()
         .logout(None)
         .await
         .unwrap();
-    let gone = client(&h, &full)
+    let gone = h
+        .svix_as(&full)
         .endpoint()
         .list(app.id.clone(), None)
         .await

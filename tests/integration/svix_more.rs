@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use svix::api::{EndpointGetAttemptStatsOptions, Svix, SvixOptions, V1MessageEventsParams};
+use svix::api::{EndpointGetAttemptStatsOptions, Svix, V1MessageEventsParams};
 use svix::models::{
     AppUsageStatsIn, ApplicationIn, AuthenticationSource, BackgroundTaskOut, BackgroundTaskStatus,
     BackgroundTaskType, EndpointAttemptStats, EndpointIn, MessageEventsOut, MessageIn,
@@ -15,16 +15,6 @@ use crate::support::receiver::{eventually, Answer, Receiver};
 use crate::support::{
     app_with_endpoint, attempts, call, fast_delivery_env, sdk_status, Herald, Launch,
 };
-
-fn client(h: &Herald, token: &str) -> Svix {
-    Svix::new(
-        token.to_string(),
-        Some(SvixOptions {
-            server_url: Some(h.url.clone()),
-            ..Default::default()
-        }),
-    )
-}
 
 #[tokio::test]
 async fn whoami_says_which_token_calls_and_the_environment_is_stable() {
@@ -54,13 +44,14 @@ async fn whoami_says_which_token_calls_and_the_environment_is_stable() {
     .await;
     assert_eq!(status, 200, "{out}");
     let token = out["token"].as_str().unwrap();
-    let me = client(&h, token).authentication().whoami().await.unwrap();
+    let me = h.svix_as(token).authentication().whoami().await.unwrap();
     assert_eq!(me.permission_source, AuthenticationSource::Unknown);
     assert_eq!(me.app_id.as_deref(), Some(app.as_str()));
     assert_eq!(me.session_id.as_deref(), Some("sess-1"));
     assert_eq!(me.env_id.as_deref(), Some(env.as_str()));
 
-    let err = client(&h, "no-such-token")
+    let err = h
+        .svix_as("no-such-token")
         .authentication()
         .whoami()
         .await

@@ -141,8 +141,13 @@ impl Herald {
     }
 
     pub fn svix(&self) -> Svix {
+        self.svix_as(TOKEN)
+    }
+
+    /// An SDK client of this server that sends `token` (an app token, an expired one, ...).
+    pub fn svix_as(&self, token: &str) -> Svix {
         Svix::new(
-            TOKEN.to_string(),
+            token.to_string(),
             Some(SvixOptions {
                 server_url: Some(self.url.clone()),
                 ..Default::default()
